@@ -1,0 +1,11 @@
+"""Blueprints, one per area of the site."""
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_blueprints(app: Flask) -> None:
+    from . import api, books, home, search
+
+    for module in (home, search, books, api):
+        app.register_blueprint(module.bp)

@@ -1,0 +1,100 @@
+"""The web application factory. No network calls and no index work happen here."""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from pathlib import Path
+
+from flask import Flask, g
+
+from . import db as dbmod
+from .blobs import BlobStore
+from .fsutil import atomic_write_text
+from .search import SearchIndex
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+
+
+class LibraryState:
+    """What every request shares: settings, the blob store and the search index."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.blobs = BlobStore(settings.blobs_dir)
+        self.index = SearchIndex(settings.index_dir)
+        self.index_lock = threading.Lock()
+        self.index_state = "unknown"  # unknown | current | rebuilding | failed
+
+    def open_db(self):
+        return dbmod.connect(self.settings.db_path)
+
+    def close(self) -> None:
+        self.index.close()
+
+
+def _secret_key(settings: Settings) -> str:
+    """A per-box secret for signing cookies, made once and kept in the data folder."""
+    path = settings.keys_dir / "web-secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        key = secrets.token_hex(32)
+        atomic_write_text(path, key + "\n", mode=0o600)
+        return key
+
+
+def get_db():
+    """The catalog connection of this request (opened on first use, closed at teardown)."""
+    if "db" not in g:
+        g.db = library_state().open_db()
+    return g.db
+
+
+def library_state() -> LibraryState:
+    from flask import current_app
+
+    return current_app.extensions["library"]
+
+
+def create_app(settings: Settings | None = None, **config) -> Flask:
+    settings = settings or Settings.from_env()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    app = Flask(
+        __name__,
+        template_folder=str(UI_DIR / "templates"),
+        static_folder=str(UI_DIR / "static"),
+        static_url_path="/static",
+    )
+    app.config.update(
+        SECRET_KEY=_secret_key(settings),
+        MAX_CONTENT_LENGTH=settings.upload_max_mb * 1024 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        JSON_AS_ASCII=False,
+        SEND_FILE_MAX_AGE_DEFAULT=3600,
+    )
+    app.json.ensure_ascii = False
+    app.config.update(config)
+    state = LibraryState(settings)
+    app.extensions["library"] = state
+    # Make sure the schema exists before the first request (cheap; no index work).
+    dbmod.connect(settings.db_path).close()
+
+    @app.teardown_appcontext
+    def close_db(exc):
+        conn = g.pop("db", None)
+        if conn is not None:
+            conn.close()
+
+    from .i18n import init_i18n
+    from .views import register_blueprints
+    from .errors import register_error_handlers
+
+    init_i18n(app, settings)
+    register_blueprints(app)
+    register_error_handlers(app)
+    return app

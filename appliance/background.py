@@ -1,0 +1,47 @@
+"""Work the web server does beside the requests, never inside them."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+
+from . import indexing
+
+logger = logging.getLogger(__name__)
+
+INDEX_CHECK_SECONDS = 5.0
+
+
+def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDEX_CHECK_SECONDS) -> None:
+    """Bring the index up to date at start (rebuilding it if broken), then replay new catalog
+    changes (from imports, bundles or the admin pages) every few seconds."""
+    state = app.extensions["library"]
+    first = True
+    while not stop.is_set():
+        try:
+            db = state.open_db()
+            try:
+                with state.index_lock:
+                    if first:
+                        state.index_state = "rebuilding" if not state.index.is_usable() else state.index_state
+                        outcome = indexing.ensure_index(db, state.index)
+                        logger.info("search index %s", outcome)
+                        first = False
+                    else:
+                        indexing.catch_up(db, state.index)
+                    state.index_state = "current"
+            finally:
+                db.close()
+        except Exception:
+            state.index_state = "failed"
+            logger.exception("keeping the search index current failed; will retry")
+        stop.wait(interval)
+
+
+def start_index_keeper(app: Flask, interval: float = INDEX_CHECK_SECONDS) -> threading.Event:
+    stop = threading.Event()
+    thread = threading.Thread(target=keep_index_current, args=(app, stop, interval), name="index-keeper",
+                              daemon=True)
+    thread.start()
+    return stop

@@ -1,0 +1,202 @@
+"""The ``library`` command."""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from .settings import Settings, SettingsError, describe
+
+logger = logging.getLogger(__name__)
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def load_settings(ctx: click.Context, **overrides) -> Settings:
+    base: Settings = ctx.obj
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return base.replace(**changes) if changes else base
+    except SettingsError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@click.group(context_settings=CONTEXT)
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), help="Data folder (LIBRARY_HOME).")
+@click.option("-v", "--verbose", is_flag=True, help="Log more detail.")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, verbose: bool) -> None:
+    """The community library box.
+
+    Example: library --home /data/library serve --host 0.0.0.0
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        ctx.obj = Settings.from_env(home=home)
+    except SettingsError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def open_catalog(settings: Settings):
+    from . import db
+
+    try:
+        return db.connect(settings.db_path)
+    except Exception as e:  # sqlite3.DatabaseError and friends
+        raise click.ClickException(f"cannot open the catalog at {settings.db_path}: {e}") from None
+
+
+@cli.command("import", context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.pass_context
+def import_command(ctx: click.Context, paths: tuple[Path, ...]) -> None:
+    """Import EPUB files, or every EPUB found below folders.
+
+    Unreadable files are quarantined with their reason; the rest go on.
+
+    Example: library import /media/usb/books new-book.epub
+    """
+    from .importer import DiskFull, Importer, find_epubs
+    from .search import SearchIndex
+
+    settings = load_settings(ctx)
+    db = open_catalog(settings)
+    index = SearchIndex(settings.index_dir)
+    files = list(find_epubs(paths))
+    if not files:
+        raise click.ClickException("no EPUB files found there")
+    importer = Importer(settings, db, index)
+    try:
+        with click.progressbar(length=len(files), label="Importing", file=sys.stderr,
+                               show_pos=True) as bar:
+            report = importer.import_paths(files, progress=lambda _p: bar.update(1))
+    except DiskFull as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        index.close()
+        db.close()
+    click.echo(f"Imported: {len(report.imported)}")
+    click.echo(f"Already in the catalog: {len(report.duplicates)}")
+    click.echo(f"With warnings: {len({f for f, _ in report.warnings})}")
+    click.echo(f"Quarantined: {len(report.quarantined)}")
+    for path, reason in report.quarantined:
+        click.echo(f"  {path}: {reason}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.pass_context
+def reindex(ctx: click.Context) -> None:
+    """Rebuild the search index from the catalog.
+
+    The box keeps serving while this runs; the new index replaces the old one at the end.
+
+    Example: library reindex
+    """
+    from . import indexing
+    from .search import SearchIndex
+
+    settings = load_settings(ctx)
+    db = open_catalog(settings)
+    index = SearchIndex(settings.index_dir)
+    try:
+        count = indexing.rebuild(db, index)
+    finally:
+        index.close()
+        db.close()
+    click.echo(f"Indexed {count} books.")
+
+
+def run_server(settings: Settings) -> None:
+    """Serve the web app with waitress until SIGTERM or Ctrl-C; bring the index up to date meanwhile."""
+    import waitress
+
+    from .app import create_app
+    from .background import start_index_keeper
+
+    app = create_app(settings)
+    server = waitress.create_server(app, host=settings.host, port=settings.port, threads=settings.threads,
+                                    ident="library")
+    keeper = start_index_keeper(app)
+
+    def stop(signum, frame):
+        logger.info("stopping")
+        server.close()
+
+    signal.signal(signal.SIGTERM, stop)
+    host, port = server.effective_host, server.effective_port
+    click.echo(f"Library open at http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}/")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        keeper.set()
+        app.extensions["library"].close()
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--host", help="Address to listen on (LIBRARY_HOST).")
+@click.option("--port", type=int, help="Port to listen on (LIBRARY_PORT); 0 picks a free one.")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the library to readers' phones.
+
+    Example: library serve --host 0.0.0.0 --port 80
+    """
+    run_server(load_settings(ctx, host=host, port=port))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--host", help="Address to listen on.")
+@click.option("--port", type=int, help="Port to listen on.")
+@click.option("--no-serve", is_flag=True, help="Only build the demo catalog.")
+@click.pass_context
+def demo(ctx: click.Context, host: str | None, port: int | None, no_serve: bool) -> None:
+    """Make a small demo catalog (books the project writes itself) and serve it.
+
+    Example: library demo --port 8080
+    """
+    from .demo import write_demo_catalog
+    from .importer import Importer
+    from .search import SearchIndex
+
+    settings = load_settings(ctx, host=host, port=port)
+    db = open_catalog(settings)
+    index = SearchIndex(settings.index_dir)
+    try:
+        files = write_demo_catalog(settings.home / "demo-books")
+        report = Importer(settings, db, index).import_paths(files)
+    finally:
+        index.close()
+        db.close()
+    click.echo(f"Demo catalog in {settings.home}: {len(report.imported)} new, {len(report.duplicates)} already there.")
+    if not no_serve:
+        run_server(settings)
+
+
+@cli.command("settings", context_settings=CONTEXT)
+def settings_command() -> None:
+    """List every setting with its environment variable and default.
+
+    Example: library settings
+    """
+    for name, default, help_text in describe():
+        click.echo(f"{name} (default {default})\n    {help_text}")
+
+
+def main() -> None:
+    from .commands import register_commands
+
+    register_commands(cli)
+    cli(prog_name="library")
+
+
+if __name__ == "__main__":
+    main()

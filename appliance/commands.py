@@ -1,0 +1,11 @@
+"""Where the command groups of each area join the ``library`` command."""
+from __future__ import annotations
+
+import click
+
+
+def register_commands(cli: click.Group) -> None:
+    """Add the subcommand groups of the other areas (bundles, sync, stats, admin, config...)."""
+    groups: list[click.Command] = []
+    for command in groups:
+        cli.add_command(command)

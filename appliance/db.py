@@ -1,0 +1,154 @@
+"""The catalog database: connection, schema and its migrations.
+
+This module is the only owner of the schema. Every change to it is a new
+named migration function appended below; an applied migration is never edited.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+logger = logging.getLogger(__name__)
+
+migrations = Migrations("library")
+
+
+def connect(path: Path, *, migrate: bool = True) -> sqlite_utils.Database:
+    """Open the catalog in WAL mode with a generous busy timeout (two processes write)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    db = sqlite_utils.Database(conn, execute_plugins=False)
+    if db.journal_mode != "wal":
+        db.enable_wal()
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if migrate:
+        migrations.apply(db)
+    return db
+
+
+def next_seq(db: sqlite_utils.Database, name: str = "catalog") -> int:
+    """Return the next value of a monotonic counter. Use inside the caller's transaction."""
+    db.execute(
+        "INSERT INTO counters(name, value) VALUES (?, 1) "
+        "ON CONFLICT(name) DO UPDATE SET value = value + 1",
+        [name],
+    )
+    return db.execute("SELECT value FROM counters WHERE name = ?", [name]).fetchone()[0]
+
+
+def current_seq(db: sqlite_utils.Database, name: str = "catalog") -> int:
+    row = db.execute("SELECT value FROM counters WHERE name = ?", [name]).fetchone()
+    return row[0] if row else 0
+
+
+def get_setting(db: sqlite_utils.Database, key: str, default: str | None = None) -> str | None:
+    row = db.execute("SELECT value FROM kv WHERE key = ?", [key]).fetchone()
+    return row[0] if row else default
+
+
+def put_setting(db: sqlite_utils.Database, key: str, value: str) -> None:
+    with db.atomic():
+        db.execute(
+            "INSERT INTO kv(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )
+
+
+def _run_script(db: sqlite_utils.Database, script: str) -> None:
+    """Run ``;``-separated statements one by one, so they stay inside the migration's transaction
+    (``executescript`` would commit first)."""
+    for statement in script.split(";"):
+        lines = [ln for ln in statement.splitlines() if not ln.strip().startswith("--")]
+        if "".join(lines).strip():
+            db.execute("\n".join(lines))
+
+
+def integrity_ok(db: sqlite_utils.Database) -> bool:
+    return db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@migrations()
+def m001_catalog(db: sqlite_utils.Database) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE books (
+            id INTEGER PRIMARY KEY,
+            sha256 TEXT NOT NULL UNIQUE,
+            size INTEGER NOT NULL,
+            file_name TEXT NOT NULL DEFAULT '',
+            title TEXT NOT NULL,
+            title_fold TEXT NOT NULL,
+            language TEXT NOT NULL DEFAULT '',
+            declared_language TEXT NOT NULL DEFAULT '',
+            description TEXT NOT NULL DEFAULT '',
+            publisher TEXT NOT NULL DEFAULT '',
+            published TEXT NOT NULL DEFAULT '',
+            identifier TEXT NOT NULL DEFAULT '',
+            cover_sha256 TEXT,
+            cover_type TEXT,
+            thumb_sha256 TEXT,
+            warnings TEXT NOT NULL DEFAULT '[]',
+            source TEXT NOT NULL DEFAULT 'import',
+            hidden INTEGER NOT NULL DEFAULT 0,
+            added_seq INTEGER NOT NULL,
+            updated_seq INTEGER NOT NULL
+        );
+        CREATE INDEX books_added ON books(added_seq);
+        CREATE INDEX books_language ON books(language);
+        CREATE INDEX books_title_fold ON books(title_fold);
+        CREATE TABLE authors (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            name_fold TEXT NOT NULL
+        );
+        CREATE INDEX authors_fold ON authors(name_fold);
+        CREATE TABLE book_authors (
+            book_id INTEGER NOT NULL REFERENCES books(id) ON DELETE CASCADE,
+            author_id INTEGER NOT NULL REFERENCES authors(id),
+            position INTEGER NOT NULL,
+            PRIMARY KEY (book_id, author_id)
+        );
+        CREATE INDEX book_authors_author ON book_authors(author_id);
+        CREATE TABLE subjects (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+        CREATE TABLE book_subjects (
+            book_id INTEGER NOT NULL REFERENCES books(id) ON DELETE CASCADE,
+            subject_id INTEGER NOT NULL REFERENCES subjects(id),
+            PRIMARY KEY (book_id, subject_id)
+        );
+        CREATE INDEX book_subjects_subject ON book_subjects(subject_id);
+        CREATE TABLE chapters (
+            book_id INTEGER NOT NULL REFERENCES books(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            href TEXT NOT NULL,
+            title TEXT NOT NULL DEFAULT '',
+            html_bytes INTEGER NOT NULL DEFAULT 0,
+            text_chars INTEGER NOT NULL DEFAULT 0,
+            text_z BLOB,
+            PRIMARY KEY (book_id, position)
+        );
+        CREATE TABLE quarantine (
+            id INTEGER PRIMARY KEY,
+            sha256 TEXT NOT NULL UNIQUE,
+            file_name TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            seq INTEGER NOT NULL
+        );
+        -- Index work still to do: written in the same transaction as the catalog
+        -- change, removed once the search index has it. Replaying it is harmless.
+        CREATE TABLE index_queue (
+            book_id INTEGER PRIMARY KEY,
+            op TEXT NOT NULL CHECK (op IN ('add', 'remove')),
+            seq INTEGER NOT NULL
+        );
+        """
+    )

@@ -1,0 +1,45 @@
+"""Interface language: Flask-Babel with catalogs in ui/translations.
+
+The reader's choice (a link, kept in a cookie) wins over the browser's Accept-Language,
+which wins over the box's default.
+"""
+from __future__ import annotations
+
+from flask import Flask, request
+from flask_babel import Babel
+
+from .settings import Settings
+
+LANGUAGES = {"vi": "Tiếng Việt", "en": "English", "fr": "Français", "ar": "العربية"}
+RTL = {"ar", "he", "fa", "ur"}
+COOKIE = "lang"
+
+
+def select_locale() -> str:
+    from flask import current_app
+
+    chosen = request.cookies.get(COOKIE)
+    if chosen in LANGUAGES:
+        return chosen
+    best = request.accept_languages.best_match(list(LANGUAGES))
+    return best or current_app.extensions["library"].settings.default_locale
+
+
+def init_i18n(app: Flask, settings: Settings) -> None:
+    from .app import UI_DIR
+
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(UI_DIR / "translations")
+    app.config["BABEL_DEFAULT_LOCALE"] = settings.default_locale
+    Babel(app, locale_selector=select_locale)
+
+    @app.context_processor
+    def language_context():
+        from flask_babel import get_locale
+
+        locale = str(get_locale() or settings.default_locale)
+        return {
+            "ui_lang": locale,
+            "ui_dir": "rtl" if locale in RTL else "ltr",
+            "ui_languages": LANGUAGES,
+            "box_name": settings.box_name,
+        }

@@ -1,0 +1,164 @@
+"""Importing EPUB files: parse (pure) -> blobs -> catalog -> search index.
+
+A file that cannot be read is copied into ``quarantine/`` with its reason and
+never stops the batch. Re-importing the same file (same hash) is a no-op.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlite_utils
+
+from . import catalog
+from .blobs import BlobStore, sha256_file
+from .epub import BookRecord, EpubUnreadable, read_epub
+from .fsutil import free_bytes
+from .indexing import catch_up
+from .search import SearchIndex
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+EPUB_SUFFIXES = (".epub",)
+
+
+@dataclass
+class ImportReport:
+    imported: list[tuple[str, int]] = field(default_factory=list)  # (file, book id)
+    duplicates: list[tuple[str, int]] = field(default_factory=list)
+    quarantined: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (file, warning)
+
+    @property
+    def total(self) -> int:
+        return len(self.imported) + len(self.duplicates) + len(self.quarantined)
+
+
+class DiskFull(RuntimeError):
+    """Importing would eat into the disk reserve."""
+
+
+def find_epubs(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files given directly, and every ``*.epub`` (any case) below given folders, in a stable order."""
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            for found in sorted(path.rglob("*")):
+                if found.is_file() and found.suffix.lower() in EPUB_SUFFIXES:
+                    yield found
+        else:
+            yield path
+
+
+def record_to_new_book(record: BookRecord, *, file_name: str, cover_sha: str | None,
+                       thumb_sha: str | None, source: str = "import") -> catalog.NewBook:
+    return catalog.NewBook(
+        sha256=record.sha256,
+        size=record.size,
+        title=record.title,
+        authors=record.authors,
+        language=record.language,
+        declared_language=record.declared_language,
+        subjects=record.subjects,
+        description=record.description,
+        publisher=record.publisher,
+        published=record.date,
+        identifier=record.identifier,
+        file_name=file_name,
+        cover_sha256=cover_sha,
+        cover_type=record.cover_media_type if cover_sha else None,
+        thumb_sha256=thumb_sha,
+        warnings=record.warnings,
+        source=source,
+        chapters=[(c.href, c.title, c.html_bytes, c.text) for c in record.chapters],
+    )
+
+
+def store_record(db: sqlite_utils.Database, blobs: BlobStore, path: Path, record: BookRecord,
+                 source: str = "import") -> int:
+    """Put the file, cover and thumbnail in the blob store, then the book in the catalog."""
+    blobs.put_file(path, expected_sha256=record.sha256)
+    cover_sha = blobs.put_bytes(record.cover) if record.cover else None
+    thumb_sha = blobs.put_bytes(record.thumbnail) if record.thumbnail else None
+    return catalog.add_book(
+        db, record_to_new_book(record, file_name=path.name, cover_sha=cover_sha, thumb_sha=thumb_sha, source=source)
+    )
+
+
+class Importer:
+    def __init__(self, settings: Settings, db: sqlite_utils.Database, index: SearchIndex | None):
+        self.settings = settings
+        self.db = db
+        self.index = index
+        self.blobs = BlobStore(settings.blobs_dir)
+
+    def import_file(self, path: Path, report: ImportReport) -> None:
+        name = path.name
+        try:
+            sha = sha256_file(path)
+            size = path.stat().st_size
+        except OSError as e:
+            report.quarantined.append((str(path), f"cannot read the file: {e.strerror or e}"))
+            return
+        existing = catalog.book_id_by_sha(self.db, sha)
+        if existing is not None:
+            report.duplicates.append((str(path), existing))
+            return
+        reserve = self.settings.disk_reserve_mb * 1024 * 1024
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        if free_bytes(self.settings.home) - 2 * size < reserve:
+            raise DiskFull(
+                f"not enough free disk to import {name}: {self.settings.disk_reserve_mb} MB must stay free"
+            )
+        try:
+            record = read_epub(path)
+        except EpubUnreadable as e:
+            self._quarantine(path, sha, str(e), report)
+            return
+        except Exception as e:  # a parser bug must not stop the batch either
+            logger.exception("unexpected error reading %s", path)
+            self._quarantine(path, sha, f"unexpected error while reading: {type(e).__name__}: {e}", report)
+            return
+        book_id = store_record(self.db, self.blobs, path, record)
+        report.imported.append((str(path), book_id))
+        report.warnings.extend((str(path), w) for w in record.warnings)
+
+    def _quarantine(self, path: Path, sha: str, reason: str, report: ImportReport) -> None:
+        reason = " ".join(reason.split())[:300] or "unreadable"
+        folder = self.settings.quarantine_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{sha[:12]}-{_safe_name(path.name)}"
+        if not target.exists():
+            tmp = target.with_name("." + target.name + ".tmp")
+            shutil.copyfile(path, tmp)
+            tmp.replace(target)
+        catalog.add_quarantine(self.db, sha, path.name, reason)
+        report.quarantined.append((str(path), reason))
+        logger.warning("quarantined %s: %s", path, reason)
+
+    def import_paths(self, paths: Iterable[Path], progress: Callable[[Path], None] | None = None,
+                     index_every: int = 50) -> ImportReport:
+        """Import every EPUB under ``paths``; the index is updated every ``index_every`` books and at the end."""
+        report = ImportReport()
+        since_index = 0
+        for path in find_epubs(paths):
+            before = len(report.imported)
+            self.import_file(path, report)
+            since_index += len(report.imported) - before
+            if progress:
+                progress(path)
+            if self.index is not None and since_index >= index_every:
+                catch_up(self.db, self.index)
+                since_index = 0
+        if self.index is not None:
+            catch_up(self.db, self.index)
+        return report
+
+
+def _safe_name(name: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+    return keep[-100:] or "file"

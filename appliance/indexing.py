@@ -1,0 +1,120 @@
+"""Keeping the search index in step with the catalog.
+
+The catalog is the source of truth. Each catalog change leaves a row in
+``index_queue`` in the same transaction; ``catch_up`` replays the queue into
+the index (idempotently) and ``rebuild`` makes a new index from the whole
+catalog. Neither runs inside a web request.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+
+import sqlite_utils
+
+from . import catalog
+from .search import IndexDoc, SearchIndex
+
+logger = logging.getLogger(__name__)
+
+BATCH = 200
+
+
+def index_doc(db: sqlite_utils.Database, book_id: int) -> IndexDoc | None:
+    book = catalog.get_book(db, book_id)
+    if book is None:
+        return None
+    chapters = tuple(
+        (c["position"], c["title"], catalog.chapter_text(db, book_id, c["position"]) or "")
+        for c in book["chapters"]
+    )
+    return IndexDoc(
+        book_id=book_id,
+        title=book["title"],
+        authors=tuple(book["authors"]),
+        subjects=tuple(book["subjects"]),
+        language=book["language"],
+        description=book["description"],
+        chapters=chapters,
+    )
+
+
+def all_docs(db: sqlite_utils.Database) -> Iterator[IndexDoc]:
+    ids = [r[0] for r in db.execute("SELECT id FROM books WHERE hidden = 0 ORDER BY id")]
+    for book_id in ids:
+        doc = index_doc(db, book_id)
+        if doc is not None:
+            yield doc
+
+
+def _batches(items: Iterable[int], size: int) -> Iterator[list[int]]:
+    batch: list[int] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def catch_up(db: sqlite_utils.Database, index: SearchIndex) -> int:
+    """Apply pending index work; returns how many books were touched. Safe to repeat after a crash."""
+    pending = list(db.query("SELECT book_id, op, seq FROM index_queue ORDER BY seq"))
+    if not pending:
+        return 0
+    if not index.is_usable():
+        logger.warning("search index unusable; rebuilding it from the catalog")
+        rebuild(db, index)
+        return len(pending)
+    done = 0
+    for batch in _batches([p["book_id"] for p in pending], BATCH):
+        seqs = {p["book_id"]: p["seq"] for p in pending if p["book_id"] in batch}
+        docs = []
+        removed = []
+        for book_id in batch:
+            doc = index_doc(db, book_id)
+            if doc is None:
+                removed.append(book_id)
+            else:
+                docs.append(doc)
+        if removed:
+            index.remove_books(removed)
+        if docs:
+            index.add_books(docs)
+        with db.atomic():
+            for book_id, seq in seqs.items():
+                # Only clear the entry if no newer change arrived meanwhile.
+                db.execute("DELETE FROM index_queue WHERE book_id = ? AND seq = ?", [book_id, seq])
+        done += len(batch)
+    return done
+
+
+def rebuild(db: sqlite_utils.Database, index: SearchIndex) -> int:
+    """Build a fresh index from the whole catalog and switch to it."""
+    mark = db.execute("SELECT coalesce(max(seq), 0) FROM index_queue").fetchone()[0]
+    count = index.rebuild(all_docs(db))
+    with db.atomic():
+        db.execute("DELETE FROM index_queue WHERE seq <= ?", [mark])
+    logger.info("search index rebuilt with %d books", count)
+    return count
+
+
+def ensure_index(db: sqlite_utils.Database, index: SearchIndex) -> str:
+    """Make the index usable and current: rebuild when missing or broken, else replay the queue.
+
+    Returns "rebuilt", "caught-up" or "current".
+    """
+    if not index.is_usable():
+        rebuild(db, index)
+        return "rebuilt"
+    touched = catch_up(db, index)
+    if touched:
+        return "caught-up"
+    # A book count mismatch means the index lost work (e.g. an old index folder was restored).
+    indexed = index.book_ids()
+    visible = {r[0] for r in db.execute("SELECT id FROM books WHERE hidden = 0")}
+    if indexed != visible:
+        rebuild(db, index)
+        return "rebuilt"
+    return "current"

@@ -1,0 +1,127 @@
+"""One settings object for the box, read from ``LIBRARY_*`` environment variables.
+
+Every field has a default and a help text; the README's settings table is
+checked against this module by a test. Settings are read once, in the CLI or
+the app factory, never at import time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "LIBRARY_"
+
+
+def _setting(default: Any, help: str) -> Any:
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("settings are immutable")
+    return field(default=default, metadata={"help": help})
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = _setting(Path("library-data"), "Data folder: catalog, blobs, index, keys, outbox.")
+    host: str = _setting("127.0.0.1", "Address the web server listens on (0.0.0.0 on the box image).")
+    port: int = _setting(8080, "Port the web server listens on.")
+    box_name: str = _setting("Thư viện cộng đồng", "Friendly name of this library, shown to readers and announced on the network.")
+    default_locale: str = _setting("vi", "Interface language when the browser asks for none we have.")
+    page_size: int = _setting(20, "Books per page in search results, lists and feeds.")
+    max_query_chars: int = _setting(200, "Longest search query accepted; longer ones get a 400 answer.")
+    disk_reserve_mb: int = _setting(500, "Free disk space (MB) always kept in reserve; imports and bundles that would eat into it are refused.")
+    max_chapter_kb: int = _setting(256, "Largest piece of a chapter (KB of HTML) shown on one reader page; longer chapters are split.")
+    offline_html_max_mb: int = _setting(20, "Largest self-contained offline HTML file of a book (MB); images are dropped beyond it.")
+    upload_max_mb: int = _setting(200, "Largest EPUB a librarian may upload from the browser (MB).")
+    threads: int = _setting(8, "Worker threads of the web server (10-20 phones at once).")
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "catalog.db"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "index"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.home / "staging"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.home / "outbox"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``LIBRARY_<FIELD>`` variables, then explicit overrides (e.g. CLI options)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f, raw)
+        for name, value in overrides.items():
+            if value is not None:
+                values[name] = value
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home).expanduser().absolute())
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("int", int) and (not isinstance(value, int) or value < 0):
+                raise SettingsError(f"{ENV_PREFIX}{f.name.upper()} must be a whole number of 0 or more, not {value!r}")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _convert(f: dataclasses.Field, raw: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    name = ENV_PREFIX + f.name.upper()
+    if kind == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+    if kind == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, not {raw!r}") from None
+    if kind == "bool":
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name} must be yes or no, not {raw!r}")
+    if kind == "Path":
+        return Path(raw)
+    return raw
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(environment variable, default, help) for every setting, for the README and ``library settings``."""
+    rows = []
+    for f in fields(Settings):
+        rows.append((ENV_PREFIX + f.name.upper(), str(f.default), f.metadata["help"]))
+    return rows

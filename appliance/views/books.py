@@ -1,0 +1,79 @@
+"""Book pages, downloads and covers."""
+from __future__ import annotations
+
+import urllib.parse
+
+from flask import Blueprint, Response, abort, render_template, send_file
+
+from .. import catalog
+from ..app import get_db, library_state
+from ..blobs import BlobMissing
+from ..textfold import fold
+
+bp = Blueprint("books", __name__)
+
+EPUB_TYPE = "application/epub+zip"
+
+
+def visible_book(book_id: int) -> dict:
+    book = catalog.get_book(get_db(), book_id)
+    if book is None:
+        abort(404)
+    return book
+
+
+def ascii_file_name(title: str, fallback: str, suffix: str) -> str:
+    """A plain ASCII name that every reader app accepts: folded, dashes for anything else."""
+    folded = fold(title)
+    slug = "".join(c if (c.isascii() and c.isalnum()) else "-" for c in folded)
+    slug = "-".join(part for part in slug.split("-") if part)[:80]
+    return (slug or fallback) + suffix
+
+
+def content_disposition(title: str, fallback: str, suffix: str) -> str:
+    plain = ascii_file_name(title, fallback, suffix)
+    real = (title.strip()[:120] or fallback) + suffix
+    real = real.replace("/", "-").replace("\\", "-")
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{urllib.parse.quote(real, safe='')}"
+
+
+def send_blob(sha256: str | None, mimetype: str, *, download_title: str | None = None, fallback_name: str = "book",
+              suffix: str = "", max_age: int = 86400) -> Response:
+    """Stream a stored blob with ETag (its hash), Last-Modified and Range support."""
+    state = library_state()
+    if not sha256:
+        abort(404)
+    try:
+        path = state.blobs.path(sha256)
+        if not path.is_file():
+            raise BlobMissing(sha256)
+    except (BlobMissing, ValueError):
+        abort(404)
+    response = send_file(path, mimetype=mimetype, conditional=True, etag=sha256, max_age=max_age)
+    if download_title is not None:
+        response.headers["Content-Disposition"] = content_disposition(download_title, fallback_name, suffix)
+    return response
+
+
+@bp.get("/books/<int:book_id>")
+def book(book_id: int):
+    return render_template("book.html", book=visible_book(book_id))
+
+
+@bp.get("/books/<int:book_id>/download")
+def download(book_id: int):
+    book = visible_book(book_id)
+    return send_blob(book["sha256"], EPUB_TYPE, download_title=book["title"], fallback_name=f"book-{book_id}",
+                     suffix=".epub")
+
+
+@bp.get("/books/<int:book_id>/cover")
+def cover(book_id: int):
+    book = visible_book(book_id)
+    return send_blob(book["cover_sha256"], book["cover_type"] or "image/jpeg", max_age=7 * 86400)
+
+
+@bp.get("/books/<int:book_id>/thumbnail")
+def thumbnail(book_id: int):
+    book = visible_book(book_id)
+    return send_blob(book["thumb_sha256"], "image/jpeg", max_age=7 * 86400)

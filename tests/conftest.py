@@ -1,0 +1,124 @@
+"""Shared fixtures: settings in a temp folder, the app, a test client, the CLI, and a live server."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from appliance.demo import DemoBook, DemoChapter, write_epub
+from appliance.settings import Settings
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    if not (SHARED / "corpus").is_dir():
+        pytest.skip("../shared/corpus is not present")
+    return SHARED
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home", disk_reserve_mb=0)
+
+
+@pytest.fixture
+def make_epub(tmp_path: Path):
+    """make_epub(title=..., authors=..., language=..., chapters=[(title, [paragraphs])], **write_epub options)."""
+    counter = {"n": 0}
+
+    def make(title: str = "Sách thử", authors=("Tác Giả",), language: str = "vi",
+             chapters=(("Chương một", ("Đoạn văn thứ nhất.",)),), subjects=(), description: str = "",
+             folder: Path | None = None, name: str | None = None, **options) -> Path:
+        counter["n"] += 1
+        book = DemoBook(
+            title=title, authors=tuple(authors), language=language, subjects=tuple(subjects),
+            description=description,
+            chapters=tuple(DemoChapter(t, tuple(p)) for t, p in chapters),
+        )
+        target = (folder or tmp_path / "epubs") / (name or f"book-{counter['n']:03d}.epub")
+        return write_epub(target, book, **options)
+
+    return make
+
+
+@pytest.fixture
+def app(settings: Settings):
+    from appliance.app import create_app
+
+    app = create_app(settings, TESTING=True)
+    yield app
+    app.extensions["library"].close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(settings: Settings):
+    """runner.invoke(args) runs the ``library`` command against the test's data folder."""
+    from appliance.cli import cli
+    from appliance.commands import register_commands
+
+    register_commands(cli)
+    click_runner = CliRunner()
+
+    class Runner:
+        def invoke(self, args, **kwargs):
+            return click_runner.invoke(cli, ["--home", str(settings.home), *args], catch_exceptions=False, **kwargs)
+
+    return Runner()
+
+
+def import_files(settings: Settings, paths) -> object:
+    """Import files into the settings' catalog and bring the index up to date; returns the report."""
+    from appliance import db as dbmod
+    from appliance.importer import Importer
+    from appliance.search import SearchIndex
+
+    db = dbmod.connect(settings.db_path)
+    index = SearchIndex(settings.index_dir)
+    try:
+        return Importer(settings, db, index).import_paths(paths)
+    finally:
+        index.close()
+        db.close()
+
+
+@pytest.fixture
+def demo_library(settings: Settings, tmp_path: Path) -> Settings:
+    """The demo catalog imported and indexed."""
+    from appliance.demo import write_demo_catalog
+
+    import_files(settings, write_demo_catalog(tmp_path / "demo"))
+    return settings
+
+
+class LiveServer:
+    def __init__(self, app):
+        import waitress
+
+        self.app = app
+        self.server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
+        self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def live_server(app) -> Iterator[LiveServer]:
+    with LiveServer(app) as server:
+        yield server

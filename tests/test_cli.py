@@ -1,0 +1,70 @@
+"""The ``library`` command as a librarian uses it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from appliance import db as dbmod
+from appliance.settings import describe
+
+
+def test_import_summary_duplicates_and_quarantine(runner, settings, make_epub, tmp_path):
+    folder = tmp_path / "usb"
+    make_epub(title="Một", folder=folder / "a")
+    make_epub(title="Hai", folder=folder / "b")
+    (folder / "broken.epub").write_bytes(b"this is not a zip file")
+    (folder / "notes.txt").write_text("ignored")
+    result = runner.invoke(["import", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "Imported: 2" in result.output
+    assert "Quarantined: 1" in result.output
+    assert "broken.epub" in result.output
+    again = runner.invoke(["import", str(folder)])
+    assert "Imported: 0" in again.output
+    assert "Already in the catalog: 2" in again.output
+    db = dbmod.connect(settings.db_path)
+    assert db.execute("SELECT count(*) FROM books").fetchone()[0] == 2
+    reasons = [r["reason"] for r in db.query("SELECT reason FROM quarantine")]
+    db.close()
+    assert len(reasons) == 1 and reasons[0]
+    assert any(p.name.endswith("broken.epub") for p in settings.quarantine_dir.iterdir())
+
+
+def test_import_nothing_found_is_a_clear_error(runner, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(["import", str(empty)])
+    assert result.exit_code != 0
+    assert "no EPUB files found" in result.output
+
+
+def test_reindex_rebuilds(runner, settings, make_epub):
+    make_epub(title="Ba")
+    runner.invoke(["import", str(settings.home.parent / "epubs")])
+    result = runner.invoke(["reindex"])
+    assert result.exit_code == 0
+    assert "Indexed 1 books." in result.output
+
+
+def test_demo_builds_catalog_without_serving(runner, settings):
+    result = runner.invoke(["demo", "--no-serve"])
+    assert result.exit_code == 0, result.output
+    db = dbmod.connect(settings.db_path)
+    titles = {r[0] for r in db.execute("SELECT title FROM books")}
+    db.close()
+    assert "Thư viện trên núi" in titles and len(titles) >= 5
+
+
+def test_every_setting_is_documented_in_readme():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    missing = [name for name, _default, _help in describe() if name not in readme]
+    assert not missing, f"settings missing from README.md: {missing}"
+
+
+def test_bad_setting_value_is_a_clear_error(tmp_path):
+    from click.testing import CliRunner
+
+    from appliance.cli import cli
+
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "settings"], env={"LIBRARY_PORT": "eighty"})
+    assert result.exit_code != 0
+    assert "LIBRARY_PORT must be a whole number" in result.output

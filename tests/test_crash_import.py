@@ -1,0 +1,59 @@
+"""Power cuts during an import: kill -9 at random moments, then restart."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from appliance import db as dbmod
+from appliance import indexing
+from appliance.blobs import BlobStore
+from appliance.search import SearchIndex
+
+
+@pytest.mark.slow
+def test_kill_during_import_leaves_a_sound_catalog(settings, make_epub, tmp_path):
+    folder = tmp_path / "many"
+    words = "thư viện đường về bản núi rừng sông suối mùa xuân lúa ngô".split()
+    rng = random.Random(7)
+    for n in range(40):
+        paragraphs = [" ".join(rng.choice(words) for _ in range(60)) for _ in range(30)]
+        make_epub(title=f"Sách số {n} {words[n % len(words)]}", folder=folder,
+                  chapters=[(f"Chương {k}", paragraphs) for k in range(1, 4)])
+    env = dict(os.environ, LIBRARY_HOME=str(settings.home), LIBRARY_DISK_RESERVE_MB="0")
+    command = [sys.executable, "-m", "appliance.cli", "import", str(folder)]
+    for trial in range(6):
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.4 + rng.random() * 1.5)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        db = dbmod.connect(settings.db_path)
+        assert dbmod.integrity_ok(db), f"trial {trial}: integrity check failed"
+        blobs = BlobStore(settings.blobs_dir)
+        for (sha,) in db.execute("SELECT sha256 FROM books"):
+            assert blobs.verify(sha), f"trial {trial}: catalog row without its file"
+        index = SearchIndex(settings.index_dir)
+        outcome = indexing.ensure_index(db, index)
+        assert outcome in ("rebuilt", "caught-up", "current")
+        count = db.execute("SELECT count(*) FROM books").fetchone()[0]
+        if count:
+            title = db.execute("SELECT title FROM books ORDER BY id LIMIT 1").fetchone()[0]
+            found = index.search(title.replace("Sách số", "sach so"))
+            assert found.total >= 1
+        assert index.book_ids() == {r[0] for r in db.execute("SELECT id FROM books")}
+        index.close()
+        db.close()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    db = dbmod.connect(settings.db_path)
+    assert db.execute("SELECT count(*) FROM books").fetchone()[0] == 40
+    index = SearchIndex(settings.index_dir)
+    indexing.ensure_index(db, index)
+    assert index.search("sach so 17").total >= 1
+    index.close()
+    db.close()
