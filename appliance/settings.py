@@ -40,6 +40,21 @@ class Settings:
     offline_html_max_mb: int = _setting(20, "Largest self-contained offline HTML file of a book (MB); images are dropped beyond it.")
     upload_max_mb: int = _setting(200, "Largest EPUB a librarian may upload from the browser (MB).")
     threads: int = _setting(8, "Worker threads of the web server (10-20 phones at once).")
+    # The box's own Wi-Fi, DHCP, DNS and captive portal (rendered by `library config render`).
+    wifi_ssid: str = _setting("Thu vien", "Name of the box's Wi-Fi network (at most 32 bytes).")
+    wifi_country: str = _setting("VN", "Two-letter country code for the Wi-Fi radio's legal channels and power.")
+    wifi_channel: int = _setting(6, "Wi-Fi channel (1-13 on 2.4 GHz; 36 and up on 5 GHz where allowed).")
+    wifi_security: str = _setting("open", "open (anyone may join) or wpa2 (joining needs LIBRARY_WIFI_PASSPHRASE).")
+    wifi_passphrase: str = _setting("", "Wi-Fi passphrase for wpa2: 8 to 63 plain ASCII characters; empty for an open network.")
+    ap_interface: str = _setting("wlan0", "Network interface of the box's Wi-Fi access point.")
+    uplink_interface: str = _setting("eth0", "Wired interface used for the internet link when there is one (DHCP client).")
+    box_address: str = _setting("10.42.0.1", "The box's IPv4 address on its own Wi-Fi; every name looked up there answers with it.")
+    ap_prefix_length: int = _setting(24, "Size of the Wi-Fi network around LIBRARY_BOX_ADDRESS (24 means 255.255.255.0).")
+    dhcp_first: str = _setting("10.42.0.10", "First address lent to phones.")
+    dhcp_last: str = _setting("10.42.0.250", "Last address lent to phones.")
+    dhcp_lease_hours: int = _setting(12, "How long a phone keeps its address (hours).")
+    local_domain: str = _setting("library.lan", "Name of the library on its own Wi-Fi (http://library.lan/).")
+    portal_memory_minutes: int = _setting(60, "How long the captive portal remembers (in memory, by address) a phone that saw its welcome page.")
 
     @property
     def db_path(self) -> Path:
