@@ -6,6 +6,8 @@ import click
 
 def register_commands(cli: click.Group) -> None:
     """Add the subcommand groups of the other areas (bundles, sync, stats, admin, config...)."""
-    groups: list[click.Command] = []
+    from .sysconfig.cli import config_group
+
+    groups: list[click.Command] = [config_group]
     for command in groups:
         cli.add_command(command)
