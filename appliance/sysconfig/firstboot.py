@@ -57,7 +57,7 @@ partition_name() {
 
 # Add one Linux partition over the free space after the last one, unless the disk has three already.
 make_data_partition() {
-    local disk=$1 count
+    local disk=$1 count start size end=0 first
     count=$(sfdisk --dump "$disk" | grep -c ' : start=' || true)
     if [ "$count" -ge 3 ]; then
         log "$disk already has $count partitions; not adding one"
@@ -67,8 +67,13 @@ make_data_partition() {
         log "$disk has $count partitions; expected the boot and root partitions first" >&2
         return 1
     fi
-    log "adding the data partition to $disk"
-    echo 'type=83' | sfdisk --quiet --append --no-reread --no-tell-kernel "$disk"
+    # Start after the end of the last partition, on a 1 MiB boundary (never in a gap before it).
+    while read -r start size; do
+        if [ $((start + size)) -gt "$end" ]; then end=$((start + size)); fi
+    done < <(sfdisk --dump "$disk" | sed -n 's/.*start= *\([0-9]*\), *size= *\([0-9]*\).*/\1 \2/p')
+    first=$(( (end + 2047) / 2048 * 2048 ))
+    log "adding the data partition to $disk from sector $first"
+    echo "start=$first, type=83" | sfdisk --quiet --append --no-reread --no-tell-kernel "$disk"
     if [ -b "$disk" ]; then
         partx --add --nr 3 "$disk" 2>/dev/null || partx --update --nr 3 "$disk"
         udevadm settle || true
