@@ -128,6 +128,16 @@ keep_machine_id() {
     fi
 }
 
+# The box resolves names for itself (the sync agent's link) through systemd-resolved, never through
+# the Wi-Fi's dnsmasq, which answers every name with the box.
+keep_resolver() {
+    local stub=/run/systemd/resolve/stub-resolv.conf
+    if [ "$(readlink /etc/resolv.conf || true)" != "$stub" ]; then
+        log "pointing /etc/resolv.conf at systemd-resolved"
+        with_writable_root ln -sfn "$stub" /etc/resolv.conf
+    fi
+}
+
 unblock_wifi() {
     rfkill unblock wlan 2>/dev/null || true
     iw reg set "$WIFI_COUNTRY" 2>/dev/null || true
@@ -151,6 +161,7 @@ prepare_data_folder() {
 
 main() {
     keep_machine_id
+    keep_resolver
     ensure_data_partition
     ensure_data_mounted
     prepare_data_folder
