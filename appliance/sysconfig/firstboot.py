@@ -149,7 +149,7 @@ prepare_data_folder() {
     set -a; . "$ENV_FILE"; set +a
     home=$LIBRARY_HOME
     install -d -o "$SERVICE_USER" -g "$SERVICE_USER" -m 0750 "$home"
-    runuser -u "$SERVICE_USER" -- "$LIBRARY" config first-boot
+    runuser -u "$SERVICE_USER" -- "$LIBRARY" --home "$home" config first-boot
     if [ -s "$home/keys/{{ setup_code_file }}" ]; then
         mkdir -p /run/issue.d
         {
