@@ -152,3 +152,32 @@ def m001_catalog(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m030_admin_accounts(db: sqlite_utils.Database) -> None:
+    """Librarian accounts and their server-side sessions.
+
+    Only a password hash is stored (see appliance/auth.py for its format). A session row holds the
+    SHA-256 of the random cookie value, never the value itself; ``last_seen`` is wall time and only
+    advisory (the box's clock can jump), see auth.SESSION_IDLE_SECONDS.
+    """
+    _run_script(
+        db,
+        """
+        CREATE TABLE admins (
+            id INTEGER PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            password_hash TEXT NOT NULL,
+            created_seq INTEGER NOT NULL,
+            password_seq INTEGER NOT NULL
+        );
+        CREATE TABLE admin_sessions (
+            token_sha256 TEXT PRIMARY KEY,
+            admin_id INTEGER NOT NULL REFERENCES admins(id) ON DELETE CASCADE,
+            created_seq INTEGER NOT NULL,
+            last_seen REAL NOT NULL
+        );
+        CREATE INDEX admin_sessions_admin ON admin_sessions(admin_id)
+        """
+    )
