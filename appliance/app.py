@@ -93,8 +93,12 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
     from .i18n import init_i18n
     from .views import register_blueprints
     from .errors import register_error_handlers
+    from .security import init_security
+    from .uploads import init_uploads
 
     init_i18n(app, settings)
+    init_security(app)
+    init_uploads(app)
     register_blueprints(app)
     register_error_handlers(app)
     return app

@@ -67,6 +67,10 @@ class SetupClosed(AccountError):
     """The first account exists already; the setup code is no longer accepted."""
 
 
+class SetupCodeWrong(AccountError):
+    """The setup code typed on the setup page is not the box's code."""
+
+
 @dataclass(frozen=True)
 class Admin:
     id: int
@@ -300,7 +304,7 @@ def create_first_admin(settings: Settings, db: sqlite_utils.Database, code: str,
     if admin_count(db):
         raise SetupClosed("A librarian account exists already; log in with it.")
     if not check_setup_code(db, code):
-        raise AccountError("That setup code is not right. It is printed in the log when the library starts.")
+        raise SetupCodeWrong("That setup code is not right. It is printed in the log when the library starts.")
     admin = create_admin(db, username, password, first_only=True)
     forget_setup_code(settings, db)
     return admin

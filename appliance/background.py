@@ -45,3 +45,38 @@ def start_index_keeper(app: Flask, interval: float = INDEX_CHECK_SECONDS) -> thr
                               daemon=True)
     thread.start()
     return stop
+
+
+def start_index_rebuild(app: Flask) -> bool:
+    """Rebuild the search index in a background thread (for the admin page's button).
+
+    Returns False when a rebuild started this way is still running. Searches fall back to titles
+    and authors from the catalog meanwhile (see appliance/finder.py).
+    """
+    state = app.extensions["library"]
+    with _rebuild_guard:
+        running = app.extensions.get("index_rebuild_thread")
+        if running is not None and running.is_alive():
+            return False
+        thread = threading.Thread(target=_rebuild_index, args=(state,), name="index-rebuild", daemon=True)
+        app.extensions["index_rebuild_thread"] = thread
+        thread.start()
+    return True
+
+
+_rebuild_guard = threading.Lock()
+
+
+def _rebuild_index(state) -> None:
+    state.index_state = "rebuilding"
+    try:
+        db = state.open_db()
+        try:
+            with state.index_lock:
+                indexing.rebuild(db, state.index)
+        finally:
+            db.close()
+        state.index_state = "current"
+    except Exception:
+        state.index_state = "failed"
+        logger.exception("rebuilding the search index failed")

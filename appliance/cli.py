@@ -117,12 +117,15 @@ def run_server(settings: Settings) -> None:
     """Serve the web app with waitress until SIGTERM or Ctrl-C; bring the index up to date meanwhile."""
     import waitress
 
+    from .admin_cli import announce_setup_code
     from .app import create_app
     from .background import start_index_keeper
+    from .uploads import prepare_server
 
     app = create_app(settings)
     server = waitress.create_server(app, host=settings.host, port=settings.port, threads=settings.threads,
-                                    ident="library")
+                                    ident="library", **prepare_server(settings))
+    announce_setup_code(settings)
     keeper = start_index_keeper(app)
 
     def stop(signum, frame):

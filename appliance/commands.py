@@ -6,8 +6,9 @@ import click
 
 def register_commands(cli: click.Group) -> None:
     """Add the subcommand groups of the other areas (bundles, sync, stats, admin, config...)."""
+    from .admin_cli import admin_group
     from .sysconfig.cli import config_group
 
-    groups: list[click.Command] = [config_group]
+    groups: list[click.Command] = [config_group, admin_group]
     for command in groups:
         cli.add_command(command)

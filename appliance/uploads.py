@@ -1,0 +1,256 @@
+"""EPUB files uploaded by a librarian from a browser: checked, staged inside the data folder, imported.
+
+What an upload goes through, in order:
+
+1. Its size: the whole request is capped by Flask's ``MAX_CONTENT_LENGTH`` (``upload_max_mb``);
+   a bigger one gets a 413 page that says the limit.
+2. While the request is read, file parts are written only to unnamed temporary files in
+   ``staging/uploads/`` inside the data folder (never to /tmp, which is RAM on many boxes); the
+   operating system removes them when they are closed, or after a power cut.
+3. Its name: a name with a folder part (``../../evil.epub``, ``C:\\x.epub``), control characters,
+   or without ``.epub`` is refused. The name on disk is made by werkzeug's ``secure_filename``
+   after folding Vietnamese and other accents to ASCII, inside a fresh folder of
+   ``staging/uploads/``; the resolved path is checked to be inside that folder.
+4. Its content: it must be a ZIP archive with an EPUB ``mimetype`` entry or a
+   ``META-INF/container.xml``; archives that would unpack to too much (a zip bomb) are refused by
+   the total size and compression ratio their directory declares. (Python's zipfile never unpacks
+   more than an entry declares, so the declared sizes bound the work of anything reading it.)
+5. Then the same Importer as ``library import``: unreadable EPUBs are quarantined with a reason.
+   The search index follows in the background (the request does no index work).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import unicodedata
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import sqlite_utils
+from flask import Flask, Request, current_app
+from werkzeug.datastructures import FileStorage
+from werkzeug.utils import secure_filename
+
+from .importer import DiskFull, ImportReport, Importer
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+EPUB_MIMETYPE = b"application/epub+zip"
+MAX_NAME_CHARS = 200
+MAX_FILES_PER_UPLOAD = 50
+# Zip bomb limits, checked on the archive's directory before anything reads the entries.
+MAX_ENTRIES = 10_000
+MAX_TOTAL_UNPACKED = 1024 * 1024 * 1024  # 1 GiB
+MAX_RATIO = 100  # unpacked / packed, for an entry or for the whole archive
+RATIO_FREE_BYTES = 2 * 1024 * 1024  # small entries may compress as well as they like
+
+
+class UploadRefused(ValueError):
+    """An uploaded file is not accepted; the message says why, for the librarian."""
+
+
+def uploads_dir(settings: Settings) -> Path:
+    return settings.staging_dir / "uploads"
+
+
+class StagingRequest(Request):
+    """A request whose uploaded file parts are spooled inside the data folder, never in /tmp."""
+
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                         filename: str | None = None, content_length: int | None = None) -> IO[bytes]:
+        folder = uploads_dir(current_app.extensions["library"].settings)
+        folder.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryFile("w+b", dir=folder)
+
+
+def init_uploads(app: Flask) -> None:
+    app.request_class = StagingRequest
+
+
+def server_temp_folder(settings: Settings) -> Path:
+    return settings.staging_dir / "tmp"
+
+
+def prepare_server(settings: Settings) -> dict[str, int]:
+    """At server start: clear what interrupted uploads left, keep the process's temporary files
+    (waitress spools request bodies over 512 KB to them) in the data folder rather than in /tmp,
+    which is RAM on many boxes, and return waitress options capping the request body size."""
+    clean_staging(settings)
+    folder = server_temp_folder(settings)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    tempfile.tempdir = str(folder)
+    # A little above the upload limit, so that Flask answers a slightly bigger upload with its own
+    # page saying the limit, and waitress stops a hugely bigger one early.
+    return {"max_request_body_size": (settings.upload_max_mb + 16) * 1024 * 1024}
+
+
+def clean_staging(settings: Settings) -> int:
+    """Remove what uploads interrupted by a power cut or a crash left in staging (at server start)."""
+    folder = uploads_dir(settings)
+    removed = 0
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _ascii_fold(text: str) -> str:
+    text = text.replace("đ", "d").replace("Đ", "D")
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def safe_file_name(raw: str | None) -> str:
+    """The name to store an uploaded file under, or UploadRefused with the reason."""
+    name = unicodedata.normalize("NFC", raw or "").strip()
+    if not name:
+        raise UploadRefused("The file has no name.")
+    shown = name[:80]
+    if len(name) > MAX_NAME_CHARS:
+        raise UploadRefused(f"The file name is too long (at most {MAX_NAME_CHARS} characters).")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise UploadRefused("The file name contains control characters.")
+    if "/" in name or "\\" in name or ".." in name:
+        raise UploadRefused(f"The file name “{shown}” points into other folders; rename the file and try again.")
+    if name.startswith("."):
+        raise UploadRefused("The file name must not start with a dot.")
+    if not name.lower().endswith(".epub"):
+        raise UploadRefused(f"“{shown}” is not an EPUB file: only .epub files can be uploaded.")
+    stem = secure_filename(_ascii_fold(name[:-5]))[:100].strip("._") or "book"
+    return stem + ".epub"
+
+
+def check_epub_archive(path: Path, *, max_total: int = MAX_TOTAL_UNPACKED, max_ratio: int = MAX_RATIO,
+                       max_entries: int = MAX_ENTRIES) -> None:
+    """Refuse (UploadRefused) a file that is not an EPUB container or would unpack to too much."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+            if len(entries) > max_entries:
+                raise UploadRefused(f"The file holds {len(entries)} parts; an EPUB may hold at most {max_entries}.")
+            packed = sum(e.compress_size for e in entries)
+            unpacked = sum(e.file_size for e in entries)
+            if unpacked > max_total:
+                raise UploadRefused(
+                    f"The file would unpack to {unpacked // 2**20} MB, more than the {max_total // 2**20} MB "
+                    "allowed: it looks like a zip bomb.")
+            for e in entries:
+                if e.file_size > RATIO_FREE_BYTES and e.file_size > max_ratio * max(e.compress_size, 1):
+                    raise UploadRefused(
+                        f"A part of the file ({e.filename[:60]}) is packed more than {max_ratio} times: "
+                        "it looks like a zip bomb.")
+            if unpacked > RATIO_FREE_BYTES and unpacked > max_ratio * max(packed, 1):
+                raise UploadRefused(f"The file is packed more than {max_ratio} times: it looks like a zip bomb.")
+            names = {e.filename for e in entries}
+            has_mimetype = False
+            if "mimetype" in names:
+                info = archive.getinfo("mimetype")
+                if info.file_size <= 100:
+                    has_mimetype = archive.read(info).strip() == EPUB_MIMETYPE
+            if not has_mimetype and "META-INF/container.xml" not in names:
+                raise UploadRefused("The file is a ZIP archive but not an EPUB (no EPUB mimetype or container).")
+    except UploadRefused:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+        raise UploadRefused(f"The file is not an EPUB (it is not a readable ZIP archive: {e}).") from None
+
+
+@dataclass
+class UploadOutcome:
+    """What happened to one uploaded file."""
+
+    name: str  # the name the librarian's device gave, for display
+    status: str  # imported | duplicate | quarantined | refused
+    message: str = ""
+    book_id: int | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def _stage(storage: FileStorage, settings: Settings, limit: int) -> Path:
+    """Copy an uploaded part into a fresh folder of staging/uploads; returns the file's path."""
+    name = safe_file_name(storage.filename)
+    base = uploads_dir(settings)
+    base.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="upload-", dir=base))
+    target = (folder / name).resolve()
+    if target.parent != folder.resolve():
+        shutil.rmtree(folder, ignore_errors=True)
+        raise UploadRefused("The file name is not acceptable.")
+    written = 0
+    try:
+        with open(target, "xb") as out:
+            while chunk := storage.stream.read(1024 * 1024):
+                written += len(chunk)
+                if written > limit:
+                    raise UploadRefused(f"The file is bigger than the upload limit of {limit // 2**20} MB.")
+                out.write(chunk)
+        if written == 0:
+            raise UploadRefused("The file is empty.")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return target
+
+
+def import_upload(storage: FileStorage, settings: Settings, db: sqlite_utils.Database) -> UploadOutcome:
+    """Check, stage and import one uploaded file; the staged copy is always removed afterwards."""
+    shown = (storage.filename or "").strip()[:120] or "?"
+    try:
+        path = _stage(storage, settings, settings.upload_max_mb * 1024 * 1024)
+    except UploadRefused as e:
+        logger.info("upload refused: %s", e)
+        return UploadOutcome(shown, "refused", str(e))
+    try:
+        check_epub_archive(path)
+        report = ImportReport()
+        Importer(settings, db, None).import_file(path, report)
+    except UploadRefused as e:
+        logger.info("upload refused: %s", e)
+        return UploadOutcome(shown, "refused", str(e))
+    except DiskFull as e:
+        return UploadOutcome(shown, "refused", str(e))
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
+    if report.imported:
+        warnings = tuple(w for _f, w in report.warnings)
+        return UploadOutcome(shown, "imported", "", report.imported[0][1], warnings)
+    if report.duplicates:
+        return UploadOutcome(shown, "duplicate", "This book is in the catalog already.", report.duplicates[0][1])
+    reason = report.quarantined[0][1] if report.quarantined else "unknown"
+    return UploadOutcome(shown, "quarantined", reason)
+
+
+def import_uploads(files: list[FileStorage], settings: Settings, db: sqlite_utils.Database) -> list[UploadOutcome]:
+    files = [f for f in files if f and (f.filename or "").strip()]
+    if len(files) > MAX_FILES_PER_UPLOAD:
+        return [UploadOutcome(f"{len(files)} files", "refused",
+                              f"At most {MAX_FILES_PER_UPLOAD} files can be uploaded at once.")]
+    outcomes = []
+    for storage in files:
+        outcomes.append(import_upload(storage, settings, db))
+        storage.close()
+    return outcomes
+
+
+def staged_bytes(settings: Settings) -> int:
+    """Bytes currently in staging/uploads (0 when idle); for the system page and tests."""
+    folder = uploads_dir(settings)
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total
+

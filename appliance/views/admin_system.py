@@ -1,0 +1,63 @@
+"""Librarian pages about the box itself: system status, index rebuild, the welcome text."""
+from __future__ import annotations
+
+from flask import current_app, flash, redirect, render_template, request, url_for
+
+from .. import catalog, db as dbmod
+from ..app import get_db, library_state
+from ..background import start_index_rebuild
+from ..boxstatus import cpu_temperature, disk_status, installed_releases, throttling
+from .admin import bp
+
+WELCOME_KEY = "welcome_text"
+WELCOME_MAX_CHARS = 2000
+
+
+@bp.get("/system")
+def system():
+    db = get_db()
+    state = library_state()
+    return render_template(
+        "admin/system.html",
+        disk=disk_status(state.settings),
+        index_state=state.index_state,
+        pending_index=db.execute("SELECT count(*) FROM index_queue").fetchone()[0],
+        rebuild_running=rebuild_running(),
+        releases=installed_releases(db),
+        quarantined=catalog.quarantined(db),
+        temperature=cpu_temperature(),
+        throttled=throttling(),
+    )
+
+
+def rebuild_running() -> bool:
+    thread = current_app.extensions.get("index_rebuild_thread")
+    return thread is not None and thread.is_alive()
+
+
+@bp.post("/system/reindex")
+def reindex():
+    if start_index_rebuild(current_app._get_current_object()):
+        flash("The search index is being rebuilt. Search keeps working (titles and authors) meanwhile.")
+    else:
+        flash("The search index is already being rebuilt.")
+    return redirect(url_for("admin.system"), code=303)
+
+
+@bp.route("/welcome", methods=["GET", "POST"])
+def welcome():
+    db = get_db()
+    error = None
+    text = dbmod.get_setting(db, WELCOME_KEY, "") or ""
+    if request.method == "POST":
+        text = "\n".join(line.rstrip() for line in request.form.get("text", "").splitlines()).strip()
+        if len(text) > WELCOME_MAX_CHARS:
+            error = f"The welcome text can have at most {WELCOME_MAX_CHARS} characters."
+        elif any(ord(c) < 32 and c not in "\n\t" for c in text):
+            error = "The welcome text contains control characters."
+        else:
+            dbmod.put_setting(db, WELCOME_KEY, text)
+            flash("The welcome text is saved.")
+            return redirect(url_for("admin.welcome"), code=303)
+    return render_template("admin/welcome.html", text=text, error=error, max_chars=WELCOME_MAX_CHARS), \
+        400 if error else 200
