@@ -90,11 +90,11 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
         if conn is not None:
             conn.close()
 
-    from .i18n import init_i18n
-    from .views import register_blueprints
     from .errors import register_error_handlers
+    from .i18n import init_i18n
     from .security import init_security
     from .uploads import init_uploads
+    from .views import register_blueprints
 
     init_i18n(app, settings)
     init_security(app)

@@ -35,7 +35,7 @@ from flask import Flask, Request, current_app
 from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
-from .importer import DiskFull, ImportReport, Importer
+from .importer import DiskFull, Importer, ImportReport
 from .settings import Settings
 
 logger = logging.getLogger(__name__)

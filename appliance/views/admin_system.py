@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 
-from .. import catalog, db as dbmod
+from .. import catalog
+from .. import db as dbmod
 from ..app import get_db, library_state
 from ..background import start_index_rebuild
 from ..boxstatus import cpu_temperature, disk_status, installed_releases, throttling

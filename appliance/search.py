@@ -1,0 +1,864 @@
+"""The full-text search index (the only module that knows Whoosh).
+
+Layout of the index folder (``LIBRARY_HOME/index``)::
+
+    CURRENT              name of the live generation, replaced atomically
+    rebuild.lock         held (flock) while a rebuild runs
+    gen-000007/          a Whoosh index
+
+``rebuild`` writes a new generation folder, flushes it to disk, then replaces
+``CURRENT``; the old folder is deleted afterwards. A power cut at any moment
+leaves ``CURRENT`` naming a complete index. The index is derived from the
+catalog: when it is missing or damaged, ``is_usable`` says so, ``search`` raises
+``IndexUnavailable`` and a rebuild makes a fresh one.
+
+Documents. Each book gives one *book* document (title, authors, subjects,
+description, and the text of all its chapters as ``body``) and one *chapter*
+document per chapter (chapter title and text, and the chapter text stored
+zlib-compressed, capped, for snippets). A search runs on book documents only,
+so ranking, the total and the facet counts are per book, and words may come
+from different chapters; then, for the books on the asked page only, the
+same words are looked up among their chapter documents to name the best
+chapter and cut a snippet from it.
+
+Queries. Words are folded like the text (``appliance.textfold``); every word
+must match (in any field) unless the query finds nothing that way, in which
+case books matching any of the words are shown instead (``SearchPage.relaxed``
+is then True). ``"..."`` is a phrase; ``-word`` leaves out books with that word.
+Nothing else in a query is syntax, so no input can make the search fail.
+Title and author matches weigh more than description and body matches.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import html
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from whoosh import index as whoosh_index
+from whoosh.analysis import Token, Tokenizer
+from whoosh.fields import ID, STORED, TEXT, FieldType, Schema
+from whoosh.formats import Existence
+from whoosh.query import And, AndNot, Or, Phrase, Query, Term
+from whoosh.scoring import BM25F
+from whoosh.writing import LockError
+
+from .fsutil import atomic_write_text, fsync_dir
+from .textfold import WORD, clean, fold, iter_folded_tokens
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["IndexDoc", "Hit", "SearchPage", "IndexUnavailable", "IndexBusy", "SearchIndex", "parse_query"]
+
+# Bumped when the schema or the analysis changes; an index of another format is rebuilt.
+FORMAT = "1"
+POINTER = "CURRENT"
+FORMAT_FILE = "FORMAT"
+REBUILD_LOCK = "rebuild.lock"
+
+SEP = "\x1f"  # between values of one field (authors, subjects, chapters): phrases do not cross it
+GAP = 100  # position gap at a separator
+
+# Field weights: a title or author match outranks a body-only match.
+BOOK_FIELDS = (("title", 6.0), ("authors", 5.0), ("subject_words", 2.5), ("description", 1.5), ("body", 1.0))
+CHAPTER_FIELDS = (("ctitle", 2.0), ("ctext", 1.0))
+
+MAX_QUERY_CHARS = 500
+MAX_QUERY_CLAUSES = 12
+MAX_PAGELEN = 100
+SNIPPET_CHARS = 200
+STORED_TEXT_CHARS = 100_000  # per chapter; beyond it snippets come from text_loader, if given
+DESCRIPTION_CHARS = 2_000
+WRITE_TIMEOUT = 120.0  # seconds to wait for another writer before giving up
+WRITER_MB = 32  # Whoosh writer memory before it spills to disk
+REBUILD_WRITER_MB = 64
+
+
+class IndexUnavailable(Exception):
+    """The index is missing, damaged or cannot be opened; it needs a rebuild."""
+
+
+class IndexBusy(IndexUnavailable):
+    """Another process kept the index locked for writing for too long."""
+
+
+@dataclass(frozen=True)
+class IndexDoc:
+    book_id: int
+    title: str
+    authors: tuple[str, ...]
+    subjects: tuple[str, ...]
+    language: str
+    description: str
+    chapters: tuple[tuple[int, str, str], ...]  # (position, chapter title, plain text)
+
+
+@dataclass(frozen=True)
+class Hit:
+    book_id: int
+    score: float
+    chapter_position: int | None  # where body words were found; None when only title/author/description matched
+    chapter_title: str | None
+    snippet: str  # HTML-escaped, matched words in <mark>...</mark>; "" if none
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    query: str
+    total: int
+    page: int
+    pagelen: int
+    hits: tuple[Hit, ...]
+    languages: dict[str, int]  # facet counts over all matching books, before the filters
+    subjects: dict[str, int]
+    relaxed: bool = False  # True when no book had every word and books with some of them are shown
+
+
+# ---------------------------------------------------------------------------------------------------
+# Analysis
+
+
+class FoldTokenizer(Tokenizer):
+    """Folds the whole value (see appliance.textfold) and yields its words with positions.
+
+    The separator ``SEP`` between values of a field adds a gap of ``GAP`` positions,
+    so a phrase never spans two authors or two chapters.
+    """
+
+    def __call__(self, value, positions=False, chars=False, keeporiginal=False, removestops=True,
+                 start_pos=0, start_char=0, tokenize=True, mode="", **kwargs) -> Iterator[Token]:
+        t = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
+        if not tokenize:
+            t.original = t.text = fold(value)
+            t.boost = 1.0
+            if positions:
+                t.pos = start_pos
+            if chars:
+                t.startchar, t.endchar = start_char, start_char + len(value)
+            yield t
+            return
+        pos = start_pos
+        for part in value.split(SEP):
+            folded = fold(part)
+            for m in WORD.finditer(folded):
+                word = m.group()
+                if word.strip("_") == "":
+                    continue
+                t.text = word[:64]
+                t.boost = 1.0
+                t.stopped = False
+                if keeporiginal:
+                    t.original = t.text
+                if positions:
+                    t.pos = pos
+                if chars:
+                    t.startchar, t.endchar = start_char + m.start(), start_char + m.end()
+                pos += 1
+                yield t
+            pos += GAP
+
+
+class ValuesTokenizer(Tokenizer):
+    """Each ``SEP``-separated value, unchanged, is one term (exact subject and language filters)."""
+
+    def __call__(self, value, positions=False, chars=False, keeporiginal=False, removestops=True,
+                 start_pos=0, start_char=0, tokenize=True, mode="", **kwargs) -> Iterator[Token]:
+        t = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
+        for n, part in enumerate(value.split(SEP) if tokenize else [value]):
+            if not part:
+                continue
+            t.text = part
+            t.boost = 1.0
+            t.stopped = False
+            if positions:
+                t.pos = start_pos + n
+            yield t
+
+
+def _text(stored: bool = False) -> TEXT:
+    return TEXT(analyzer=FoldTokenizer(), phrase=True, stored=stored)
+
+
+def make_schema() -> Schema:
+    return Schema(
+        kind=ID(),  # "b" book, "c" chapter
+        book_id=ID(stored=True, sortable=True),
+        title=_text(),
+        authors=_text(),
+        subject_words=_text(),
+        description=_text(),
+        body=_text(),
+        language=ID(),
+        subjects=FieldType(format=Existence(), analyzer=ValuesTokenizer(), scorable=False),
+        blurb=STORED(),  # capped description, for the snippet of a title/author match
+        ctitle=_text(stored=True),
+        ctext=_text(),
+        position=STORED(),
+        text_z=STORED(),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Queries
+
+
+@dataclass(frozen=True)
+class ParsedQuery:
+    """Clauses of folded tokens; a clause of more than one token is a phrase."""
+
+    required: tuple[tuple[str, ...], ...]
+    excluded: tuple[tuple[str, ...], ...] = ()
+
+    def words(self) -> set[str]:
+        return {t for clause in self.required for t in clause}
+
+
+_QUOTED = re.compile(r'"([^"]*)"?')
+
+
+def parse_query(q: str) -> ParsedQuery:
+    """Split what a reader typed into clauses. Never raises: anything unusual is treated as text."""
+    text = clean(str(q or ""))[:MAX_QUERY_CHARS]
+    required: list[tuple[str, ...]] = []
+    excluded: list[tuple[str, ...]] = []
+
+    def add(chunk: str, negate: bool) -> None:
+        toks = tuple(iter_folded_tokens(fold(chunk)))
+        if not toks:
+            return
+        target = excluded if negate else required
+        if toks not in target:
+            target.append(toks)
+
+    pos = 0
+    for m in _QUOTED.finditer(text):
+        _add_words(text[pos:m.start()], add)
+        negate = m.start() > 0 and text[m.start() - 1] == "-" and (m.start() == 1 or text[m.start() - 2].isspace())
+        add(m.group(1), negate)
+        pos = m.end()
+    _add_words(text[pos:], add)
+    return ParsedQuery(tuple(required[:MAX_QUERY_CLAUSES]), tuple(excluded[:MAX_QUERY_CLAUSES]))
+
+
+def _add_words(chunk: str, add: Callable[[str, bool], None]) -> None:
+    for word in chunk.split():
+        negate = word.startswith("-") and len(word) > 1
+        add(word[1:] if negate else word, negate)
+
+
+def _clause(fields: tuple[tuple[str, float], ...], toks: tuple[str, ...]) -> Query:
+    if len(toks) == 1:
+        return Or([Term(name, toks[0], boost=boost) for name, boost in fields])
+    return Or([Phrase(name, list(toks), boost=boost) for name, boost in fields])
+
+
+def _book_query(parsed: ParsedQuery, any_word: bool = False) -> Query:
+    clauses = [_clause(BOOK_FIELDS, toks) for toks in parsed.required]
+    q: Query = Or(clauses) if any_word else And(clauses)
+    if parsed.excluded:
+        q = AndNot(q, Or([_clause(BOOK_FIELDS, toks) for toks in parsed.excluded]))
+    return q
+
+
+def _chapter_query(parsed: ParsedQuery, book_ids: Iterable[int]) -> Query:
+    books = Or([Term("book_id", str(b)) for b in book_ids])
+    return And([books, Or([_clause(CHAPTER_FIELDS, toks) for toks in parsed.required])])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Snippets
+
+
+@lru_cache(maxsize=8192)
+def _fold_word(word: str) -> tuple[str, ...]:
+    return tuple(iter_folded_tokens(fold(word)))
+
+
+def _locator(words: frozenset[str]) -> re.Pattern[str]:
+    """A pattern finding any of ``words`` in folded text (CJK characters match anywhere)."""
+    parts = []
+    for w in sorted(words, key=len, reverse=True):
+        if len(w) == 1 and not w.isascii() and WORD.fullmatch(w) and ord(w) >= 0x3000:
+            parts.append(re.escape(w))
+        else:
+            parts.append(rf"(?<![^\W_]){re.escape(w)}(?![^\W_])")
+    return re.compile("|".join(parts))
+
+
+def make_snippet(text: str, words: frozenset[str], width: int = SNIPPET_CHARS) -> str:
+    """About ``width`` characters of ``text`` around the first of ``words``, escaped, words in <mark>.
+
+    Returns "" when none of the words occurs in ``text``.
+    """
+    if not text or not words:
+        return ""
+    folded = fold(text)
+    found = _locator(words).search(folded)
+    if not found:
+        return ""
+    # Folding keeps lengths nearly equal; look around the same relative place in the original.
+    guess = int(found.start() * len(text) / max(1, len(folded)))
+    spans = _matching_spans(text, words, max(0, guess - 400), guess + 400)
+    if not spans:
+        spans = _matching_spans(text, words, 0, len(text))
+    if not spans:
+        return ""
+    first = spans[0][0]
+    start = max(0, first - width // 3)
+    if start > 0:
+        space = text.rfind(" ", max(0, start - 20), start)
+        start = space + 1 if space >= 0 else start
+    end = min(len(text), start + width)
+    if end < len(text):
+        space = text.find(" ", end, end + 20)
+        end = space if space >= 0 else end
+    out = ["…" if start > 0 else ""]
+    cursor = start
+    for a, b in _matching_spans(text, words, start, end):
+        a, b = max(a, start), min(b, end)
+        out.append(html.escape(text[cursor:a], quote=False))
+        out.append("<mark>" + html.escape(text[a:b], quote=False) + "</mark>")
+        cursor = b
+    out.append(html.escape(text[cursor:end], quote=False))
+    if end < len(text):
+        out.append("…")
+    return " ".join("".join(out).split())
+
+
+def _matching_spans(text: str, words: frozenset[str], start: int, end: int) -> list[tuple[int, int]]:
+    spans = []
+    for m in WORD.finditer(text, start, min(len(text), end)):
+        if any(tok in words for tok in _fold_word(m.group())):
+            spans.append((m.start(), m.end()))
+    return spans
+
+
+# ---------------------------------------------------------------------------------------------------
+# The index
+
+
+@dataclass
+class _Facts:
+    """Per-reader tables of the book documents: language and subjects by document number."""
+
+    language_of: dict[int, str] = field(default_factory=dict)
+    subjects_of: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    language_docs: dict[str, set[int]] = field(default_factory=dict)
+    subject_docs: dict[str, set[int]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, reader) -> _Facts:
+        facts = cls()
+        subjects: dict[int, list[str]] = {}
+        for name, table, docs in (("language", None, facts.language_docs), ("subjects", subjects, facts.subject_docs)):
+            for raw in reader.lexicon(name):
+                value = raw.decode("utf-8")
+                ids = set(reader.postings(name, value).all_ids())
+                if not ids:
+                    continue
+                docs[value] = ids
+                for d in ids:
+                    if table is None:
+                        facts.language_of[d] = value
+                    else:
+                        table.setdefault(d, []).append(value)
+        facts.subjects_of = {d: tuple(v) for d, v in subjects.items()}
+        return facts
+
+
+class _BookColumn:
+    """Book id of a document number, read from the book_id column."""
+
+    def __init__(self, searcher):
+        self._column = searcher.reader().column_reader("book_id")
+
+    def __getitem__(self, docnum: int) -> int:
+        value = self._column[docnum]
+        return int(value.decode("ascii") if isinstance(value, bytes) else value)
+
+
+class _FileLock:
+    """An flock on a file, held until release() or the end of the process."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self, timeout: float) -> bool:
+        fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o644)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.fd = fd
+                return True
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
+                    os.close(fd)
+                    if e.errno in (errno.EAGAIN, errno.EACCES):
+                        return False
+                    raise
+                time.sleep(0.1)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+class SearchIndex:
+    """Full-text search over the catalog's books.
+
+    One object per process is meant to be shared by threads: searches reuse one
+    searcher (refreshed when another process or a commit changed the index) and
+    run one at a time, writes are serialized, and other processes writing are
+    waited for through Whoosh's file lock.
+
+    ``text_loader(book_id, position)`` may return the full text of a chapter, for
+    snippets of matches that lie beyond the part of a chapter stored in the index.
+    """
+
+    def __init__(self, folder: Path, *, text_loader: Callable[[int, int], str | None] | None = None,
+                 stored_text_chars: int = STORED_TEXT_CHARS):
+        self.folder = Path(folder)
+        self.text_loader = text_loader
+        self.stored_text_chars = stored_text_chars
+        self._search_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        self._searcher = None
+        self._searcher_gen: str | None = None
+        self._pointer_stamp: tuple[int, int] | None = None
+        self._facts: _Facts | None = None
+        self._facts_key: object = None
+
+    # -- generations ------------------------------------------------------------------------------
+
+    def _current_gen(self) -> str | None:
+        try:
+            name = (self.folder / POINTER).read_text(encoding="utf-8").strip()
+        except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+            return None
+        if not re.fullmatch(r"gen-\d{6}", name):
+            return None
+        return name
+
+    def _pointer_key(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.folder / POINTER)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
+
+    def _open(self, gen: str):
+        path = self.folder / gen
+        if (path / FORMAT_FILE).read_text(encoding="utf-8").strip() != FORMAT:
+            raise IndexUnavailable(f"search index {path} has an old format")
+        return whoosh_index.open_dir(str(path), schema=make_schema())
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _drop_searcher(self) -> None:
+        if self._searcher is not None:
+            try:
+                self._searcher.close()
+            except Exception:  # closing a damaged reader may fail; it is dropped anyway
+                logger.debug("closing the searcher failed", exc_info=True)
+        self._searcher = None
+        self._searcher_gen = None
+        self._facts = None
+        self._facts_key = None
+
+    def _get_searcher(self):
+        """The shared searcher, reopened when the generation changed, refreshed after commits."""
+        stamp = self._pointer_key()
+        if self._searcher is not None and stamp == self._pointer_stamp:
+            if self._searcher.up_to_date():
+                return self._searcher
+            # A commit happened. (Whoosh's Searcher.refresh() would reuse segment readers
+            # and miss deletions made to an existing segment, so open afresh.)
+        self._drop_searcher()
+        gen = self._current_gen()
+        if gen is None:
+            raise IndexUnavailable(f"no search index in {self.folder}")
+        try:
+            ix = self._open(gen)
+            searcher = ix.searcher(weighting=BM25F())
+        except IndexUnavailable:
+            raise
+        except Exception as e:
+            raise IndexUnavailable(f"cannot open the search index {self.folder / gen}: {e!r}") from e
+        self._searcher, self._searcher_gen, self._pointer_stamp = searcher, gen, stamp
+        return searcher
+
+    def _facts_for(self, searcher) -> _Facts:
+        key = (self._searcher_gen, searcher.reader().generation(), id(searcher))
+        if self._facts is None or self._facts_key != key:
+            self._facts = _Facts.of(searcher.reader())
+            self._facts_key = key
+        return self._facts
+
+    def is_usable(self) -> bool:
+        """True when the index exists, opens and reads back without error."""
+        gen = self._current_gen()
+        if gen is None:
+            return False
+        try:
+            ix = self._open(gen)
+            with ix.searcher() as s:
+                reader = s.reader()
+                total = reader.doc_count_all()
+                for name in ("kind", "book_id", "language", "title", "body", "ctext"):
+                    for n, _term in enumerate(reader.lexicon(name)):
+                        if n >= 2:
+                            break
+                for kind in ("b", "c"):
+                    for n, docnum in enumerate(s.docs_for_query(Term("kind", kind))):
+                        s.stored_fields(docnum)
+                        if n >= 2:
+                            break
+                if total:
+                    s.stored_fields(total - 1)
+                _Facts.of(reader)
+            return True
+        except Exception as e:
+            logger.warning("search index in %s is not usable: %r", self.folder / gen, e)
+            return False
+
+    def search(self, q: str, *, language: str | None = None, subject: str | None = None, page: int = 1,
+               pagelen: int = 20) -> SearchPage:
+        """One page of books matching ``q``; raises IndexUnavailable if the index cannot be read."""
+        page = max(1, _as_int(page, 1))
+        pagelen = min(MAX_PAGELEN, max(1, _as_int(pagelen, 20)))
+        query = clean(str(q or ""))
+        parsed = parse_query(query)
+        if not parsed.required:
+            return SearchPage(query, 0, page, pagelen, (), {}, {})
+        with self._search_lock:
+            for attempt in (1, 2):
+                searcher = self._get_searcher()
+                try:
+                    return self._search(searcher, query, parsed, language, subject, page, pagelen)
+                except Exception as e:
+                    self._drop_searcher()
+                    if attempt == 2:
+                        logger.exception("search index in %s failed to answer", self.folder)
+                        raise IndexUnavailable(f"the search index failed: {e!r}") from e
+                    logger.warning("search failed (%r); reopening the index", e)
+        raise AssertionError("unreachable")
+
+    def _search(self, searcher, query: str, parsed: ParsedQuery, language: str | None, subject: str | None,
+                page: int, pagelen: int) -> SearchPage:
+        facts = self._facts_for(searcher)
+        relaxed = False
+        bq = _book_query(parsed)
+        matches = set(searcher.docs_for_query(bq))
+        if not matches and len(parsed.required) > 1:
+            bq = _book_query(parsed, any_word=True)
+            matches = set(searcher.docs_for_query(bq))
+            relaxed = bool(matches)
+        languages = Counter(facts.language_of[d] for d in matches if d in facts.language_of)
+        subjects: Counter[str] = Counter()
+        for d in matches:
+            subjects.update(facts.subjects_of.get(d, ()))
+        allowed = matches
+        if language is not None:
+            allowed = allowed & facts.language_docs.get(language, set())
+        if subject is not None:
+            allowed = allowed & facts.subject_docs.get(subject, set())
+        total = len(allowed)
+        hits: tuple[Hit, ...] = ()
+        first = (page - 1) * pagelen
+        if first < total:
+            top = self._top(searcher, bq, allowed, matches, first + pagelen)[first:]
+            hits = self._hits(searcher, parsed, top)
+        return SearchPage(query, total, page, pagelen, hits, dict(languages.most_common()),
+                          dict(subjects.most_common()), relaxed)
+
+    def _top(self, searcher, bq: Query, allowed: set[int], matches: set[int], limit: int) -> list[tuple[int, float]]:
+        """(docnum, score) of the best ``limit`` allowed documents, best first."""
+        flt = None if allowed is matches or len(allowed) == len(matches) else allowed
+        results = searcher.search(bq, limit=limit, filter=flt)
+        return [(results.docnum(n), results.score(n)) for n in range(results.scored_length())]
+
+    def _hits(self, searcher, parsed: ParsedQuery, top: list[tuple[int, float]]) -> tuple[Hit, ...]:
+        book_of = _BookColumn(searcher)
+        books = [(book_of[d], d, score) for d, score in top]
+        best: dict[int, int] = {}  # book id -> docnum of its best chapter
+        results = searcher.search(_chapter_query(parsed, [b for b, _, _ in books]), limit=None)
+        for n in range(results.scored_length()):
+            docnum = results.docnum(n)
+            best.setdefault(book_of[docnum], docnum)
+        words = frozenset(parsed.words())
+        out = []
+        for book_id, docnum, score in books:
+            if book_id not in best:
+                blurb = searcher.stored_fields(docnum).get("blurb") or ""
+                out.append(Hit(book_id, float(score), None, None, make_snippet(blurb, words)))
+                continue
+            ch = searcher.stored_fields(best[book_id])
+            out.append(Hit(book_id, float(score), ch.get("position"), ch.get("ctitle") or "",
+                           self._chapter_snippet(book_id, ch, words)))
+        return tuple(out)
+
+    def _chapter_snippet(self, book_id: int, ch: dict, words: frozenset[str]) -> str:
+        stored = ch.get("text_z")
+        text = zlib.decompress(stored).decode("utf-8") if stored else ""
+        snippet = make_snippet(text, words)
+        if snippet:
+            return snippet
+        full = None
+        if self.text_loader is not None and ch.get("position") is not None:
+            try:
+                full = self.text_loader(book_id, ch["position"])
+            except Exception:
+                logger.warning("could not load chapter %s of book %s for a snippet", ch["position"], book_id,
+                               exc_info=True)
+        if full:
+            snippet = make_snippet(full, words)
+            if snippet:
+                return snippet
+        opening = text or full or ""
+        if not opening:
+            return ""
+        cut = opening[:SNIPPET_CHARS]
+        return html.escape(" ".join(cut.split()), quote=False) + ("…" if len(opening) > SNIPPET_CHARS else "")
+
+    def book_ids(self) -> set[int]:
+        """Ids of the books in the index (empty when there is no usable index)."""
+        with self._search_lock:
+            try:
+                searcher = self._get_searcher()
+                book_of = _BookColumn(searcher)
+                return {book_of[d] for d in searcher.docs_for_query(Term("kind", "b"))}
+            except IndexUnavailable:
+                return set()
+            except Exception:
+                logger.warning("could not list the books of the search index", exc_info=True)
+                self._drop_searcher()
+                return set()
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def _documents(self, doc: IndexDoc) -> Iterator[dict]:
+        book_id = str(int(doc.book_id))
+        chapters = tuple(doc.chapters)
+        body = SEP.join(f"{clean(t)}\n{clean(x)}" for _, t, x in chapters)
+        yield dict(
+            kind="b", book_id=book_id, title=clean(doc.title), authors=SEP.join(clean(a) for a in doc.authors),
+            subject_words=SEP.join(clean(s) for s in doc.subjects), description=clean(doc.description),
+            body=body, language=clean(doc.language or ""), subjects=SEP.join(s for s in map(clean, doc.subjects) if s),
+            blurb=clean(doc.description)[:DESCRIPTION_CHARS],
+        )
+        for position, title, text in chapters:
+            text = clean(text)
+            stored = text[: self.stored_text_chars]
+            yield dict(
+                kind="c", book_id=book_id, ctitle=clean(title), ctext=text, position=int(position),
+                text_z=zlib.compress(stored.encode("utf-8"), 6) if stored else b"",
+            )
+
+    def _writer(self, ix, limitmb: int):
+        try:
+            return ix.writer(timeout=WRITE_TIMEOUT, delay=0.25, limitmb=limitmb)
+        except LockError as e:
+            raise IndexBusy(f"the search index in {self.folder} stayed locked by another writer") from e
+
+    def _create_generation(self) -> tuple[str, object]:
+        """A new empty index folder (not yet current)."""
+        numbers = [int(p.name[4:]) for p in self._generation_dirs()]
+        gen = f"gen-{max(numbers, default=0) + 1:06d}"
+        path = self.folder / gen
+        path.mkdir(parents=True)
+        atomic_write_text(path / FORMAT_FILE, FORMAT + "\n")
+        ix = whoosh_index.create_in(str(path), make_schema())
+        _fsync_tree(path)
+        return gen, ix
+
+    def _generation_dirs(self) -> list[Path]:
+        if not self.folder.is_dir():
+            return []
+        return [p for p in self.folder.iterdir() if p.is_dir() and re.fullmatch(r"gen-\d{6}", p.name)]
+
+    def _switch_to(self, gen: str) -> None:
+        atomic_write_text(self.folder / POINTER, gen + "\n")
+
+    def add_books(self, docs: Iterable[IndexDoc]) -> int:
+        """Index ``docs``, replacing what the index had for the same books; one commit."""
+        docs = list(docs)
+        if not docs:
+            return 0
+        with self._write_lock:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            gen = self._current_gen()
+            if gen is None:
+                gen = self._start_empty()
+            writer = self._locked_writer(gen, WRITER_MB)
+            try:
+                for doc in docs:
+                    writer.delete_by_term("book_id", str(int(doc.book_id)))
+                    for d in self._documents(doc):
+                        writer.add_document(**d)
+            except BaseException:
+                writer.cancel()
+                raise
+            self._commit(writer, self.folder / gen)
+        return len(docs)
+
+    def remove_books(self, book_ids: Iterable[int]) -> None:
+        """Remove the given books from the index (unknown ids are ignored)."""
+        ids = [str(int(b)) for b in book_ids]
+        if not ids:
+            return
+        with self._write_lock:
+            gen = self._current_gen()
+            if gen is None:
+                return
+            writer = self._locked_writer(gen, WRITER_MB)
+            try:
+                for book_id in ids:
+                    writer.delete_by_term("book_id", book_id)
+            except BaseException:
+                writer.cancel()
+                raise
+            self._commit(writer, self.folder / gen)
+
+    def _start_empty(self) -> str:
+        """Make the first, empty generation when the folder has no index at all."""
+        lock = _FileLock(self.folder / REBUILD_LOCK)
+        if not lock.acquire(WRITE_TIMEOUT):
+            raise IndexBusy(f"the search index in {self.folder} is being rebuilt")
+        try:
+            gen = self._current_gen()
+            if gen is None:
+                gen, ix = self._create_generation()
+                ix.close()
+                self._switch_to(gen)
+            return gen
+        finally:
+            lock.release()
+
+    def _locked_writer(self, gen: str, limitmb: int):
+        """A writer on the current generation; if a rebuild switched generations while we
+        waited for the lock, the writer is taken on the new one instead."""
+        for _ in range(5):
+            try:
+                ix = self._open(gen)
+            except IndexUnavailable:
+                raise
+            except Exception as e:
+                raise IndexUnavailable(f"cannot open the search index {self.folder / gen}: {e!r}") from e
+            writer = self._writer(ix, limitmb)
+            now = self._current_gen()
+            if now == gen:
+                return writer
+            writer.cancel()
+            if now is None:
+                raise IndexUnavailable(f"the search index in {self.folder} disappeared")
+            gen = now
+        raise IndexBusy(f"the search index in {self.folder} keeps changing generation")
+
+    def _commit(self, writer, path: Path) -> None:
+        before = set(os.listdir(path))
+        writer.commit()
+        for name in set(os.listdir(path)) - before:
+            _fsync_file(path / name)
+        fsync_dir(path)
+
+    def rebuild(self, docs: Iterable[IndexDoc]) -> int:
+        """Index ``docs`` into a new generation, switch to it, delete the old one; returns the count."""
+        with self._write_lock:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            lock = _FileLock(self.folder / REBUILD_LOCK)
+            if not lock.acquire(WRITE_TIMEOUT * 10):
+                raise IndexBusy(f"another rebuild of the search index in {self.folder} is running")
+            try:
+                old = self._current_gen()
+                for leftover in self._generation_dirs():
+                    if leftover.name != old:
+                        shutil.rmtree(leftover, ignore_errors=True)
+                gen, ix = self._create_generation()
+                writer = ix.writer(limitmb=REBUILD_WRITER_MB)
+                count = 0
+                try:
+                    for doc in docs:
+                        for d in self._documents(doc):
+                            writer.add_document(**d)
+                        count += 1
+                except BaseException:
+                    writer.cancel()
+                    shutil.rmtree(self.folder / gen, ignore_errors=True)
+                    raise
+                writer.commit()
+                ix.close()
+                _fsync_tree(self.folder / gen)
+                self._switch_over(old, gen)
+            finally:
+                lock.release()
+        logger.info("search index rebuilt in %s with %d books", self.folder / gen, count)
+        return count
+
+    def _switch_over(self, old: str | None, gen: str) -> None:
+        """Make ``gen`` current once no other process is writing to ``old``, then delete ``old``."""
+        old_lock = None
+        if old is not None and (self.folder / old).is_dir():
+            try:
+                old_ix = self._open(old)
+                old_lock = old_ix.lock("WRITELOCK")
+                deadline = time.monotonic() + WRITE_TIMEOUT
+                while not old_lock.acquire(False):
+                    if time.monotonic() >= deadline:
+                        old_lock = None  # a stuck writer on a doomed generation: switch anyway
+                        break
+                    time.sleep(0.1)
+            except Exception:
+                old_lock = None  # the old generation is damaged; nobody can be writing to it usefully
+        try:
+            self._switch_to(gen)
+        finally:
+            if old_lock is not None:
+                old_lock.release()
+        with self._search_lock:
+            self._drop_searcher()
+        if old is not None and old != gen:
+            shutil.rmtree(self.folder / old, ignore_errors=True)
+
+    def close(self) -> None:
+        """Release the searcher and its files; safe to call more than once."""
+        with self._search_lock:
+            self._drop_searcher()
+
+
+def _as_int(value: object, default: int) -> int:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return default
+
+
+def _fsync_file(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, IsADirectoryError):
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for name in os.listdir(path):
+        _fsync_file(path / name)
+    fsync_dir(path)
