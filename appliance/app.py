@@ -101,4 +101,7 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
     init_uploads(app)
     register_blueprints(app)
     register_error_handlers(app)
+    from .discovery import template_context
+
+    app.context_processor(template_context)
     return app

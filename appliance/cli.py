@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -112,6 +113,22 @@ def reindex(ctx: click.Context) -> None:
     click.echo(f"Indexed {count} books.")
 
 
+def serve_until(server, stopping: threading.Event, tick: float = 0.5) -> None:
+    """Run waitress's loop until ``stopping`` is set (by SIGTERM), then let running requests finish.
+
+    waitress itself stops only on KeyboardInterrupt; raising from a signal handler can land inside a
+    channel's handler, and closing the sockets from it breaks the running select. So the loop runs one
+    short round at a time and checks the event between rounds.
+    """
+    from waitress import wasyncore
+
+    socket_map = getattr(server, "map", None) or server._map
+    while not stopping.is_set():
+        wasyncore.loop(timeout=tick, map=socket_map, count=1)
+    server.task_dispatcher.shutdown()
+    server.close()
+
+
 def run_server(settings: Settings) -> None:
     """Serve the web app with waitress until SIGTERM or Ctrl-C; bring the index up to date meanwhile."""
     import waitress
@@ -126,20 +143,28 @@ def run_server(settings: Settings) -> None:
                                     ident="library", **prepare_server(settings))
     announce_setup_code(settings)
     keeper = start_index_keeper(app)
+    discovery = None
+    if settings.discovery:
+        from .discovery import start_for_box
+
+        discovery = start_for_box(settings, server.effective_port, app)
 
     def stop(signum, frame):
-        logger.info("stopping")
-        server.close()
+        stopping.set()
 
+    stopping = threading.Event()
     signal.signal(signal.SIGTERM, stop)
     host, port = server.effective_host, server.effective_port
     click.echo(f"Library open at http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}/")
     try:
-        server.run()
+        serve_until(server, stopping)
     except KeyboardInterrupt:
-        pass
+        server.close()
     finally:
+        logger.info("stopping")
         keeper.set()
+        if discovery is not None:
+            discovery.close()
         app.extensions["library"].close()
 
 

@@ -55,6 +55,11 @@ class Settings:
     dhcp_lease_hours: int = _setting(12, "How long a phone keeps its address (hours).")
     local_domain: str = _setting("library.lan", "Name of the library on its own Wi-Fi (http://library.lan/).")
     portal_memory_minutes: int = _setting(60, "How long the captive portal remembers (in memory, by address) a phone that saw its welcome page.")
+    # Finding other boxes on the local network (zeroconf) and syncing with them.
+    box_role: str = _setting("village", "village (a box that stays in one place) or van (a box that travels between villages and carries releases and statistics).")
+    discovery: bool = _setting(False, "Announce this box on the local network with zeroconf and look for other boxes (yes on the box image).")
+    discovery_interfaces: str = _setting("", "Comma-separated IP addresses zeroconf uses; empty means every interface.")
+    peers: str = _setting("", "Comma-separated addresses (host:port) of other boxes to sync with when multicast discovery is blocked.")
 
     @property
     def db_path(self) -> Path:
@@ -104,6 +109,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.type in ("int", int) and (not isinstance(value, int) or value < 0):
                 raise SettingsError(f"{ENV_PREFIX}{f.name.upper()} must be a whole number of 0 or more, not {value!r}")
+        if self.box_role not in ("village", "van"):
+            raise SettingsError(f"{ENV_PREFIX}BOX_ROLE must be village or van, not {self.box_role!r}")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
