@@ -1,0 +1,157 @@
+"""Search as readers use it: folded accents, Arabic spelling variants, no stop words, ranking, filters, recovery."""
+from __future__ import annotations
+
+import os
+import shutil
+import urllib.parse
+
+import pytest
+
+from appliance import db as dbmod
+from appliance import indexing
+from appliance.search import SearchIndex
+from appliance.textfold import fold, tokens
+from tests.conftest import import_files
+
+
+@pytest.fixture
+def library(settings, make_epub):
+    files = [
+        make_epub(title="Đường về bản", authors=["Hà Thị Mai"], subjects=["Tiểu thuyết"],
+                  chapters=[("Phần một", ["Tiếng khèn vọng lại từ phía đồi."]),
+                            ("Phần hai", ["Mẹ đứng chờ ở đầu ngõ, mái tóc đã bạc trắng như mây núi."])]),
+        make_epub(title="Thư viện trên núi", authors=["Lò Văn Sáng"], subjects=["Thiếu nhi"],
+                  chapters=[("Chương một", ["Con đường lên bản quanh co giữa những nương ngô xanh."])]),
+        make_epub(title="Chuyện cái cây", authors=["Nguyễn An"], subjects=["Thiếu nhi"],
+                  chapters=[("Một", ["Cây ăn quả to may mắn được tưới nước mỗi sáng."])]),
+        make_epub(title="المكتبة الصغيرة", authors=["أحمد"], language="ar",
+                  chapters=[("الفصل الأول", ["ذهبَ الأطفالُ إلى المَكْتَبَةِ لِيقرؤوا القصص."])]),
+        make_epub(title="Growing Rice", authors=["Extension Team"], language="en",
+                  chapters=[("Terraces", ["Mai said the library on the hill keeps seeds too."])]),
+        make_epub(title="Mai's Garden", authors=["Someone Else"], language="en",
+                  chapters=[("One", ["Water the beans."])]),
+    ]
+    import_files(settings, files)
+    return settings
+
+
+def api(client, **params):
+    answer = client.get("/api/search?" + urllib.parse.urlencode(params))
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    return answer.get_json()
+
+
+def titles(data) -> list[str]:
+    return [b["title"] for b in data["books"]]
+
+
+def test_fold_vietnamese_arabic_and_digits():
+    assert fold("Thư Viện") == "thu vien"
+    assert fold("ĐƯỜNG") == "duong"
+    assert fold("élève ﬁn") == "eleve fin"
+    assert fold("أحمد") == fold("احمد") == fold("إحمد")
+    assert fold("المَكْتَبَةِ") == fold("المكتبه")
+    assert fold("١٩٨٤") == "1984"
+    assert fold("thư\u00adviện") == "thuvien"
+    assert fold("Thư viện") == fold("Thư viện")  # decomposed input (NFD) folds the same
+    assert tokens("an may to") == ["an", "may", "to"]
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("thu vien", "Thư viện trên núi"),
+    ("duong ve ban", "Đường về bản"),
+    ("THU VIEN TREN NUI", "Thư viện trên núi"),
+    ("ha thi mai", "Đường về bản"),
+    ("lo van sang", "Thư viện trên núi"),
+    ('"nuong ngo xanh"', "Thư viện trên núi"),
+    ("nương ngô", "Thư viện trên núi"),
+])
+def test_unaccented_and_accented_queries(client, library, query, expected):
+    assert titles(api(client, q=query))[0] == expected
+
+
+def test_vietnamese_syllables_that_are_english_stop_words_still_count(client, library):
+    data = api(client, q="an qua to may")
+    assert titles(data) == ["Chuyện cái cây"]
+    assert data["books"][0]["chapter_title"] == "Một"
+
+
+def test_arabic_without_tashkeel_or_hamza_finds_the_book(client, library):
+    assert titles(api(client, q="المكتبه"))[0] == "المكتبة الصغيرة"
+    assert titles(api(client, q="احمد"))[0] == "المكتبة الصغيرة"
+    assert titles(api(client, q="ذهب الاطفال"))[0] == "المكتبة الصغيرة"
+
+
+def test_title_and_author_hits_rank_above_body_hits(client, library):
+    data = api(client, q="mai")
+    found = titles(data)
+    # "Mai" is an author of one book, a title word of another, and only a body word of "Growing Rice".
+    assert found.index("Growing Rice") == len(found) - 1
+    assert set(found[:2]) == {"Đường về bản", "Mai's Garden"}
+
+
+def test_snippet_names_the_chapter_and_marks_words(client, library):
+    data = api(client, q="toc bac trang")
+    hit = data["books"][0]
+    assert hit["title"] == "Đường về bản"
+    assert hit["chapter_title"] == "Phần hai"
+    assert "<mark>" in hit["snippet"] and "tóc" in hit["snippet"]
+
+
+def test_filters_and_pagination(client, library):
+    data = api(client, q="thieu nhi")
+    assert set(titles(data)) == {"Thư viện trên núi", "Chuyện cái cây"}
+    assert titles(api(client, q="thieu nhi", subject="Thiếu nhi", lang="vi"))
+    assert api(client, q="mai", lang="en")["total"] == 2
+    assert api(client, q="mai", lang="ar")["total"] == 0
+
+
+def test_pages_of_results(settings, make_epub, client):
+    import_files(settings, [make_epub(title=f"Truyện cổ tích số {n}", authors=["Kể Chuyện"]) for n in range(25)])
+    first, second = api(client, q="truyen co tich", page=1), api(client, q="truyen co tich", page=2)
+    assert first["total"] == second["total"] == 25
+    assert first["pages"] == 2
+    assert len(first["books"]) == 20 and len(second["books"]) == 5
+    assert not {b["id"] for b in first["books"]} & {b["id"] for b in second["books"]}
+    assert api(client, q="truyen co tich", page=3)["books"] == []
+
+
+def test_html_search_page_has_filters_and_handles_nothing_found(client, library):
+    html = client.get("/search?q=thu+vien").get_data(as_text=True)
+    assert "Thư viện trên núi" in html
+    empty = client.get("/search?q=zzzqqq")
+    assert empty.status_code == 200
+
+
+def test_index_rebuilt_when_missing_corrupt_or_left_locked(library):
+    db = dbmod.connect(library.db_path)
+    index = SearchIndex(library.index_dir)
+    try:
+        assert index.search("thu vien").total == 1
+        index.close()
+        # Corrupt every file of the live generation.
+        for root, _dirs, files in os.walk(library.index_dir):
+            for name in files:
+                if name.endswith((".seg", ".toc")) or name.startswith("_"):
+                    with open(os.path.join(root, name), "r+b") as f:
+                        f.write(b"\0garbage\0" * 8)
+        index = SearchIndex(library.index_dir)
+        assert indexing.ensure_index(db, index) == "rebuilt"
+        assert index.search("thu vien").total == 1
+        # A write lock left behind by a killed process.
+        index.close()
+        lock_dirs = [p for p in library.index_dir.iterdir() if p.is_dir()]
+        for folder in lock_dirs:
+            (folder / "WRITELOCK").write_text("")
+        index = SearchIndex(library.index_dir)
+        assert indexing.ensure_index(db, index) in ("current", "rebuilt", "caught-up")
+        assert index.search("duong").total >= 1
+        # Gone entirely.
+        index.close()
+        shutil.rmtree(library.index_dir)
+        index = SearchIndex(library.index_dir)
+        assert indexing.ensure_index(db, index) == "rebuilt"
+        assert index.search("lo van sang").total == 1
+    finally:
+        index.close()
+        db.close()
