@@ -57,3 +57,32 @@ def test_kill_during_import_leaves_a_sound_catalog(settings, make_epub, tmp_path
     assert index.search("sach so 17").total >= 1
     index.close()
     db.close()
+
+
+@pytest.mark.slow
+def test_kill_during_index_rebuild_then_search_works(settings, make_epub, tmp_path):
+    folder = tmp_path / "books"
+    rng = random.Random(11)
+    words = "gió mưa nương rẫy khèn trăng suối đá nhà sàn bếp lửa".split()
+    for n in range(30):
+        paragraphs = [" ".join(rng.choice(words) for _ in range(80)) for _ in range(40)]
+        make_epub(title=f"Truyện bản {n}", folder=folder, chapters=[(f"Phần {k}", paragraphs) for k in range(4)])
+    env = dict(os.environ, LIBRARY_HOME=str(settings.home), LIBRARY_DISK_RESERVE_MB="0")
+    assert subprocess.run([sys.executable, "-m", "appliance.cli", "import", str(folder)], env=env,
+                          capture_output=True, timeout=300).returncode == 0
+    command = [sys.executable, "-m", "appliance.cli", "reindex"]
+    outcomes = set()
+    for trial in range(6):
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3 + rng.random() * 1.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        db = dbmod.connect(settings.db_path)
+        assert dbmod.integrity_ok(db), f"trial {trial}: integrity check failed"
+        index = SearchIndex(settings.index_dir)
+        outcomes.add(indexing.ensure_index(db, index))
+        assert index.search("truyen ban 7").total >= 1, f"trial {trial}"
+        assert index.book_ids() == {r[0] for r in db.execute("SELECT id FROM books")}
+        index.close()
+        db.close()
+    assert outcomes <= {"rebuilt", "caught-up", "current"}
