@@ -13,7 +13,7 @@ catalog: when it is missing or damaged, ``is_usable`` says so, ``search`` raises
 ``IndexUnavailable`` and a rebuild makes a fresh one.
 
 Documents. Each book gives one *book* document (title, authors, subjects,
-description, and the text of all its chapters as ``body``) and one *chapter*
+description and the text of all its chapters together in ``all``) and one *chapter*
 document per chapter (chapter title and text, and the chapter text stored
 zlib-compressed, capped, for snippets). A search runs on book documents only,
 so ranking, the total and the facet counts are per book, and words may come
@@ -26,7 +26,9 @@ must match (in any field) unless the query finds nothing that way, in which
 case books matching any of the words are shown instead (``SearchPage.relaxed``
 is then True). ``"..."`` is a phrase; ``-word`` leaves out books with that word.
 Nothing else in a query is syntax, so no input can make the search fail.
-Title and author matches weigh more than description and body matches.
+Every word is looked for in one combined field (title, authors, subjects,
+description and text); matches in the title, authors and subjects then add to
+the score, so they rank above matches in the text only.
 """
 from __future__ import annotations
 
@@ -49,8 +51,9 @@ from pathlib import Path
 from whoosh import index as whoosh_index
 from whoosh.analysis import Token, Tokenizer
 from whoosh.fields import ID, STORED, TEXT, FieldType, Schema
+from whoosh.filedb.filestore import FileStorage
 from whoosh.formats import Existence
-from whoosh.query import And, AndNot, Or, Phrase, Query, Term
+from whoosh.query import And, AndMaybe, AndNot, Or, Phrase, Query, Term
 from whoosh.scoring import BM25F
 from whoosh.writing import LockError
 
@@ -62,7 +65,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["IndexDoc", "Hit", "SearchPage", "IndexUnavailable", "IndexBusy", "SearchIndex", "parse_query"]
 
 # Bumped when the schema or the analysis changes; an index of another format is rebuilt.
-FORMAT = "1"
+FORMAT = "2"
 POINTER = "CURRENT"
 FORMAT_FILE = "FORMAT"
 REBUILD_LOCK = "rebuild.lock"
@@ -71,13 +74,17 @@ SEP = "\x1f"  # between values of one field (authors, subjects, chapters): phras
 GAP = 100  # position gap at a separator
 
 # Field weights: a title or author match outranks a body-only match.
-BOOK_FIELDS = (("title", 6.0), ("authors", 5.0), ("subject_words", 2.5), ("description", 1.5), ("body", 1.0))
+# A book matches when every word is in ``all`` (title, authors, subjects, description and text);
+# matches in the title and the authors add to the score, so they rank above text-only matches.
+MATCH_FIELDS = (("all", 1.0),)
+BOOST_FIELDS = (("title", 6.0), ("authors", 5.0), ("subject_words", 2.5))
 CHAPTER_FIELDS = (("ctitle", 2.0), ("ctext", 1.0))
 
 MAX_QUERY_CHARS = 500
 MAX_QUERY_CLAUSES = 12
 MAX_PAGELEN = 100
 SNIPPET_CHARS = 200
+SNIPPET_WINDOW = 4000
 STORED_TEXT_CHARS = 100_000  # per chapter; beyond it snippets come from text_loader, if given
 DESCRIPTION_CHARS = 2_000
 WRITE_TIMEOUT = 120.0  # seconds to wait for another writer before giving up
@@ -197,8 +204,7 @@ def make_schema() -> Schema:
         title=_text(),
         authors=_text(),
         subject_words=_text(),
-        description=_text(),
-        body=_text(),
+        all=_text(),
         language=ID(),
         subjects=FieldType(format=Existence(), analyzer=ValuesTokenizer(), scorable=False),
         blurb=STORED(),  # capped description, for the snippet of a title/author match
@@ -264,16 +270,26 @@ def _clause(fields: tuple[tuple[str, float], ...], toks: tuple[str, ...]) -> Que
 
 
 def _book_query(parsed: ParsedQuery, any_word: bool = False) -> Query:
-    clauses = [_clause(BOOK_FIELDS, toks) for toks in parsed.required]
+    """The books matching ``parsed`` (every clause, or any with ``any_word``), unscored."""
+    clauses = [_clause(MATCH_FIELDS, toks) for toks in parsed.required]
     q: Query = Or(clauses) if any_word else And(clauses)
     if parsed.excluded:
-        q = AndNot(q, Or([_clause(BOOK_FIELDS, toks) for toks in parsed.excluded]))
+        q = AndNot(q, Or([_clause(MATCH_FIELDS, toks) for toks in parsed.excluded]))
     return q
 
 
-def _chapter_query(parsed: ParsedQuery, book_ids: Iterable[int]) -> Query:
-    books = Or([Term("book_id", str(b)) for b in book_ids])
-    return And([books, Or([_clause(CHAPTER_FIELDS, toks) for toks in parsed.required])])
+def _ranked_query(parsed: ParsedQuery) -> Query:
+    """Scores for books already known to match: their words in the text (plain terms, no phrase
+    matching a second time), plus more when the clauses are in the title, authors or subjects."""
+    words = sorted(parsed.words())
+    return AndMaybe(Or([Term("all", w) for w in words]), Or([_clause(BOOST_FIELDS, toks) for toks in parsed.required]))
+
+
+def _chapter_query(parsed: ParsedQuery) -> Query:
+    """Chapters with the most of the query's words (plain terms: it only picks the chapter to cut a
+    snippet from; the caller limits it to the books on the page)."""
+    words = sorted(parsed.words())
+    return Or([Term(name, w, boost=boost) for name, boost in CHAPTER_FIELDS for w in words])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -303,12 +319,20 @@ def make_snippet(text: str, words: frozenset[str], width: int = SNIPPET_CHARS) -
     """
     if not text or not words:
         return ""
-    folded = fold(text)
-    found = _locator(words).search(folded)
-    if not found:
+    # Fold window by window and stop at the first match: chapters can be long and most
+    # matches come early. Windows overlap so a word cut at a window's edge is still found.
+    locator = _locator(words)
+    guess = -1
+    for offset in range(0, len(text), SNIPPET_WINDOW):
+        window = text[offset:offset + SNIPPET_WINDOW + 100]
+        folded = fold(window)
+        found = locator.search(folded)
+        if found:
+            # Folding keeps lengths nearly equal; look around the same relative place in the original.
+            guess = offset + int(found.start() * len(window) / max(1, len(folded)))
+            break
+    if guess < 0:
         return ""
-    # Folding keeps lengths nearly equal; look around the same relative place in the original.
-    guess = int(found.start() * len(text) / max(1, len(folded)))
     spans = _matching_spans(text, words, max(0, guess - 400), guess + 400)
     if not spans:
         spans = _matching_spans(text, words, 0, len(text))
@@ -465,7 +489,9 @@ class SearchIndex:
         path = self.folder / gen
         if (path / FORMAT_FILE).read_text(encoding="utf-8").strip() != FORMAT:
             raise IndexUnavailable(f"search index {path} has an old format")
-        return whoosh_index.open_dir(str(path), schema=make_schema())
+        # Plain file reads, not mmap: Whoosh maps every segment whole, which costs resident memory
+        # in proportion to the index (hundreds of MB at 10,000 books) on a 1 GB box.
+        return FileStorage(str(path), supports_mmap=False).open_index(schema=make_schema())
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -519,7 +545,7 @@ class SearchIndex:
             with ix.searcher() as s:
                 reader = s.reader()
                 total = reader.doc_count_all()
-                for name in ("kind", "book_id", "language", "title", "body", "ctext"):
+                for name in ("kind", "book_id", "language", "title", "all", "ctext"):
                     for n, _term in enumerate(reader.lexicon(name)):
                         if n >= 2:
                             break
@@ -581,22 +607,22 @@ class SearchIndex:
         hits: tuple[Hit, ...] = ()
         first = (page - 1) * pagelen
         if first < total:
-            top = self._top(searcher, bq, allowed, matches, first + pagelen)[first:]
+            top = self._top(searcher, _ranked_query(parsed), allowed, first + pagelen)[first:]
             hits = self._hits(searcher, parsed, top)
         return SearchPage(query, total, page, pagelen, hits, dict(languages.most_common()),
                           dict(subjects.most_common()), relaxed)
 
-    def _top(self, searcher, bq: Query, allowed: set[int], matches: set[int], limit: int) -> list[tuple[int, float]]:
+    def _top(self, searcher, ranked: Query, allowed: set[int], limit: int) -> list[tuple[int, float]]:
         """(docnum, score) of the best ``limit`` allowed documents, best first."""
-        flt = None if allowed is matches or len(allowed) == len(matches) else allowed
-        results = searcher.search(bq, limit=limit, filter=flt)
+        results = searcher.search(ranked, limit=limit, filter=allowed)
         return [(results.docnum(n), results.score(n)) for n in range(results.scored_length())]
 
     def _hits(self, searcher, parsed: ParsedQuery, top: list[tuple[int, float]]) -> tuple[Hit, ...]:
         book_of = _BookColumn(searcher)
         books = [(book_of[d], d, score) for d, score in top]
         best: dict[int, int] = {}  # book id -> docnum of its best chapter
-        results = searcher.search(_chapter_query(parsed, [b for b, _, _ in books]), limit=None)
+        results = searcher.search(And([Or([Term("book_id", str(b)) for b, _, _ in books]), _chapter_query(parsed)]),
+                                  limit=None)
         for n in range(results.scored_length()):
             docnum = results.docnum(n)
             best.setdefault(book_of[docnum], docnum)
@@ -657,8 +683,10 @@ class SearchIndex:
         body = SEP.join(f"{clean(t)}\n{clean(x)}" for _, t, x in chapters)
         yield dict(
             kind="b", book_id=book_id, title=clean(doc.title), authors=SEP.join(clean(a) for a in doc.authors),
-            subject_words=SEP.join(clean(s) for s in doc.subjects), description=clean(doc.description),
-            body=body, language=clean(doc.language or ""), subjects=SEP.join(s for s in map(clean, doc.subjects) if s),
+            subject_words=SEP.join(clean(s) for s in doc.subjects),
+            all=SEP.join([clean(doc.title), *map(clean, doc.authors), *map(clean, doc.subjects),
+                          clean(doc.description), body]),
+            language=clean(doc.language or ""), subjects=SEP.join(s for s in map(clean, doc.subjects) if s),
             blurb=clean(doc.description)[:DESCRIPTION_CHARS],
         )
         for position, title, text in chapters:
