@@ -194,6 +194,34 @@ def books_summary(db: sqlite_utils.Database, ids: Sequence[int]) -> dict[int, di
     return out
 
 
+def books_details(db: sqlite_utils.Database, ids: Sequence[int]) -> list[dict]:
+    """Visible books in the order of ``ids`` with everything a feed entry shows (no chapters)."""
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    rows = {r["id"]: dict(r, authors=[], subjects=[]) for r in db.query(
+        f"SELECT id, sha256, size, title, language, description, publisher, published, identifier, cover_sha256, "
+        f"cover_type, thumb_sha256, added_seq, updated_seq FROM books WHERE hidden = 0 AND id IN ({marks})",
+        list(ids))}
+    for r in db.query(
+            f"SELECT ba.book_id, a.id, a.name FROM book_authors ba JOIN authors a ON a.id = ba.author_id "
+            f"WHERE ba.book_id IN ({marks}) ORDER BY ba.book_id, ba.position", list(ids)):
+        if r["book_id"] in rows:
+            rows[r["book_id"]]["authors"].append({"id": r["id"], "name": r["name"]})
+    for r in db.query(
+            f"SELECT bs.book_id, s.id, s.name FROM book_subjects bs JOIN subjects s ON s.id = bs.subject_id "
+            f"WHERE bs.book_id IN ({marks}) ORDER BY s.name", list(ids)):
+        if r["book_id"] in rows:
+            rows[r["book_id"]]["subjects"].append({"id": r["id"], "name": r["name"]})
+    return [rows[i] for i in ids if i in rows]
+
+
+def count_authors(db: sqlite_utils.Database) -> int:
+    return db.execute(
+        "SELECT count(DISTINCT ba.author_id) FROM book_authors ba JOIN books b ON b.id = ba.book_id AND b.hidden = 0"
+    ).fetchone()[0]
+
+
 ORDERS = {
     "new": "b.added_seq DESC",
     "title": "b.title_fold ASC, b.id ASC",
