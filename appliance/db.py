@@ -181,3 +181,33 @@ def m030_admin_accounts(db: sqlite_utils.Database) -> None:
         CREATE INDEX admin_sessions_admin ON admin_sessions(admin_id)
         """
     )
+
+
+@migrations()
+def m020_channels(db: sqlite_utils.Database) -> None:
+    """Channels this box subscribes to, the release installed of each, and which book each item is.
+
+    ``version`` is NULL until a first release is installed. A book listed by two channels has two
+    ``channel_items`` rows and one ``books`` row; it leaves the catalog when no channel lists it
+    (unless a librarian imported it by hand).
+    """
+    _run_script(
+        db,
+        """
+        CREATE TABLE channels (
+            name TEXT PRIMARY KEY,
+            subscribed INTEGER NOT NULL DEFAULT 1,
+            version INTEGER,
+            manifest_sha256 TEXT,
+            installed_seq INTEGER
+        );
+        CREATE TABLE channel_items (
+            channel TEXT NOT NULL REFERENCES channels(name) ON DELETE CASCADE,
+            item_id TEXT NOT NULL,
+            book_id INTEGER NOT NULL REFERENCES books(id) ON DELETE CASCADE,
+            sha256 TEXT NOT NULL,
+            PRIMARY KEY (channel, item_id)
+        );
+        CREATE INDEX channel_items_book ON channel_items(book_id)
+        """
+    )

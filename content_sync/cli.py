@@ -1,0 +1,233 @@
+"""Commands for signed releases: ``library keygen``, ``library trust``, ``library bundle ...``,
+``library channels ...`` and ``library sync once``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from appliance.cli import CONTEXT, load_settings, open_catalog
+
+from . import apply, bundles, minisign
+from .sources import SourceError, source_for
+
+
+def _secret_key(path: Path) -> minisign.SecretKey:
+    try:
+        return minisign.parse_secret_key(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise click.ClickException(f"cannot read the key {path}: {e}") from None
+    except minisign.MalformedKey as e:
+        raise click.ClickException(f"{path}: {e}") from None
+
+
+def _public_key(path: Path) -> minisign.PublicKey:
+    try:
+        return minisign.parse_public_key(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise click.ClickException(f"cannot read the key {path}: {e}") from None
+    except minisign.MalformedKey as e:
+        raise click.ClickException(f"{path}: {e}") from None
+
+
+@click.command("keygen", context_settings=CONTEXT)
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the key pair.")
+@click.option("--name", default="publisher", show_default=True, help="File name of the pair (NAME.key, NAME.pub).")
+def keygen(out: Path, name: str) -> None:
+    """Make an Ed25519 publisher key pair in minisign's format.
+
+    NAME.key is readable only by you: keep it off the boxes. Give NAME.pub to every box
+    (`library trust NAME.pub`).
+
+    Example: library keygen --out ~/library-keys
+    """
+    try:
+        secret, public = minisign.write_key_pair(out, name)
+    except FileExistsError as e:
+        raise click.ClickException(str(e)) from None
+    key = minisign.parse_public_key(public.read_text())
+    click.echo(f"Made key {key.key_id_hex}:\n  secret {secret} (keep private)\n  public {public}")
+
+
+@click.command("trust", context_settings=CONTEXT)
+@click.argument("pubkey", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def trust(ctx: click.Context, pubkey: Path) -> None:
+    """Trust releases signed by this publisher key (copies it into keys/publishers/).
+
+    Example: library trust /media/usb/publisher.pub
+    """
+    settings = load_settings(ctx)
+    key = _public_key(pubkey)
+    folder = apply.publisher_keys_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{key.key_id_hex}.pub"
+    from appliance.fsutil import atomic_write_text
+
+    atomic_write_text(target, key.to_text())
+    click.echo(f"This box now trusts releases signed by key {key.key_id_hex}.")
+
+
+@click.group("bundle", context_settings=CONTEXT)
+def bundle_group() -> None:
+    """Build, check and list signed channel releases (central staff)."""
+
+
+@bundle_group.command("build", context_settings=CONTEXT)
+@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--channel", required=True, help="Channel name, e.g. vi-literature.")
+@click.option("--key", "key_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Publisher secret key (from library keygen).")
+@click.option("--out", "tree", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Release tree to add the new version to.")
+def build(source: Path, channel: str, key_path: Path, tree: Path) -> None:
+    """Make the next release of a channel from every EPUB under SOURCE, and sign it.
+
+    Example: library bundle build ./vi-literature --channel vi-literature --key publisher.key --out /srv/releases
+    """
+    key = _secret_key(key_path)
+    try:
+        with click.progressbar(length=sum(1 for _ in source.rglob("*.epub")), label="Reading books") as bar:
+            report = bundles.build_release(source, channel, key, tree, progress=lambda _p: bar.update(1))
+    except (bundles.BundleError, minisign.SignatureError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{channel} version {report.version}: {report.items} books ({report.added} new, {report.updated} "
+               f"changed, {report.removed} removed), {report.new_blobs} new files in {tree}")
+    for name, reason in report.skipped:
+        click.echo(f"  left out {name}: {reason}")
+
+
+@bundle_group.command("verify", context_settings=CONTEXT)
+@click.argument("tree", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--channel", required=True)
+@click.option("--pubkey", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def verify(tree: Path, channel: str, pubkey: Path) -> None:
+    """Check every release of a channel in TREE: signature, format, every file's size and hash.
+
+    Example: library bundle verify /srv/releases --channel vi-literature --pubkey publisher.pub
+    """
+    problems = bundles.verify_tree(tree, channel, [_public_key(pubkey)])
+    if problems:
+        for problem in problems:
+            click.echo(problem, err=True)
+        raise click.ClickException(f"{len(problems)} problem(s) in {tree}")
+    click.echo(f"{channel}: versions {', '.join(map(str, bundles.tree_versions(tree, channel)))} verified")
+
+
+@bundle_group.command("list", context_settings=CONTEXT)
+@click.argument("tree", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def list_releases(tree: Path) -> None:
+    """List the channels and versions in a release tree (without checking signatures).
+
+    Example: library bundle list /srv/releases
+    """
+    import json
+
+    folder = tree / "channels"
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    if not names:
+        click.echo("no channels")
+    for name in names:
+        for version in bundles.tree_versions(tree, name):
+            try:
+                manifest = json.loads((folder / name / str(version) / bundles.MANIFEST).read_bytes())
+                count = len(manifest.get("items", []))
+            except (OSError, ValueError):
+                count = "?"
+            click.echo(f"{name}\t{version}\t{count} books")
+
+
+@click.group("channels", invoke_without_command=True, context_settings=CONTEXT)
+@click.pass_context
+def channels_group(ctx: click.Context) -> None:
+    """List the channels this box follows, with the version installed.
+
+    Example: library channels
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    db = open_catalog(load_settings(ctx))
+    try:
+        rows = apply.channel_rows(db)
+    finally:
+        db.close()
+    if not rows:
+        click.echo("No channels yet: library channels subscribe NAME")
+    for row in rows:
+        state = "subscribed" if row["subscribed"] else "not subscribed"
+        version = row["version"] if row["version"] is not None else "none"
+        click.echo(f"{row['name']}\tversion {version}\t{row['books']} books\t{state}")
+
+
+@channels_group.command("subscribe", context_settings=CONTEXT)
+@click.argument("name")
+@click.pass_context
+def subscribe(ctx: click.Context, name: str) -> None:
+    """Follow a channel: its releases are installed at the next sync.
+
+    Example: library channels subscribe vi-literature
+    """
+    db = open_catalog(load_settings(ctx))
+    try:
+        apply.subscribe(db, name)
+    except bundles.BundleError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        db.close()
+    click.echo(f"Subscribed to {name}.")
+
+
+@channels_group.command("unsubscribe", context_settings=CONTEXT)
+@click.argument("name")
+@click.pass_context
+def unsubscribe(ctx: click.Context, name: str) -> None:
+    """Stop following a channel (its books stay).
+
+    Example: library channels unsubscribe vi-literature
+    """
+    db = open_catalog(load_settings(ctx))
+    try:
+        if not apply.unsubscribe(db, name):
+            raise click.ClickException(f"this box does not know a channel called {name}")
+    finally:
+        db.close()
+    click.echo(f"Unsubscribed from {name}.")
+
+
+@click.group("sync", context_settings=CONTEXT)
+def sync_group() -> None:
+    """Fetch releases and exchange statistics."""
+
+
+@sync_group.command("once", context_settings=CONTEXT)
+@click.option("--from", "location", required=True, help="A release tree: folder, USB stick mount or http(s) URL.")
+@click.pass_context
+def once(ctx: click.Context, location: str) -> None:
+    """Install the newest release of every subscribed channel from one place, then stop.
+
+    Example: library sync once --from /media/usb/releases
+    """
+    settings = load_settings(ctx)
+    try:
+        source = source_for(location)
+    except SourceError as e:
+        raise click.ClickException(str(e)) from None
+    db = open_catalog(settings)
+    try:
+        if not apply.subscribed_channels(db):
+            raise click.ClickException("this box follows no channel yet: library channels subscribe NAME")
+        failed = 0
+        for channel, outcome in apply.sync_once(settings, db, source):
+            if isinstance(outcome, Exception):
+                failed += 1
+                click.echo(f"{channel}: refused: {outcome}", err=True)
+            else:
+                click.echo(apply.describe(outcome))
+    finally:
+        db.close()
+    if failed:
+        raise click.ClickException(f"{failed} channel(s) not updated; the box keeps what it had")
+
+
+commands = [keygen, trust, bundle_group, channels_group, sync_group]
