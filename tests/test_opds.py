@@ -66,7 +66,7 @@ def check_all_valid(client, tmp_path, start: str, suffix: str, script: Path) -> 
     folder = tmp_path / start.strip("/").replace("/", "-")
     folder.mkdir()
     paths = []
-    for n, (url, (_kind, body)) in enumerate(sorted(feeds.items())):
+    for n, (_url, (_kind, body)) in enumerate(sorted(feeds.items())):
         path = folder / f"{n:04d}{suffix}"
         path.write_bytes(body)
         paths.append(path)

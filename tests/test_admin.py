@@ -1,0 +1,195 @@
+"""The librarian's pages on an open Wi-Fi: login, CSRF, rate limits, uploads, headers, first start."""
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from appliance import auth
+from tests.admin_support import (  # noqa: F401  (fixtures)
+    PASSWORD,
+    admin_client,
+    catalog_db,
+    form_token,
+    librarian,
+    log_in,
+    make_admin,
+    post_form,
+)
+
+
+def admin_endpoints(app) -> list[tuple[str, str]]:
+    """(method, url) of every admin page, with a made-up id where the rule has one."""
+    out = []
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("admin.") or rule.endpoint in ("admin.login", "admin.setup"):
+            continue
+        url = rule.rule
+        for arg in rule.arguments:
+            url = url.replace(f"<int:{arg}>", "1").replace(f"<{arg}>", "x")
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            out.append((method, url))
+    return out
+
+
+def test_every_admin_page_refuses_without_login(app, client, librarian):
+    endpoints = admin_endpoints(app)
+    assert len(endpoints) >= 15
+    for method, url in endpoints:
+        answer = client.open(url, method=method, data={"csrf_token": "x"})
+        if method == "GET":
+            assert answer.status_code == 303 and "/admin/login" in answer.headers["Location"], url
+        else:
+            assert answer.status_code == 403, (method, url, answer.status_code)
+
+
+def test_form_without_or_with_wrong_csrf_token_is_refused(admin_client, settings):
+    for data in ({"title": "x"}, {"title": "x", "csrf_token": "forged"}):
+        answer = admin_client.post("/admin/welcome", data=data)
+        assert answer.status_code == 400
+        assert "did not come from this library" in answer.get_data(as_text=True)
+    ok = post_form(admin_client, "/admin/welcome", {"welcome": "Chào mừng!"})
+    assert ok.status_code in (200, 303)
+
+
+def test_sixth_wrong_password_in_a_minute_is_refused(app, client, librarian):
+    now = [1000.0]
+    app.extensions["admin_limiter"].clock = lambda: now[0]
+    for _ in range(5):
+        assert log_in(client, password="wrong password").status_code == 403
+    sixth = log_in(client, password="wrong password")
+    assert sixth.status_code == 429 and int(sixth.headers["Retry-After"]) > 0
+    right = log_in(client)  # even the right password waits
+    assert right.status_code == 429
+    now[0] += 61
+    assert log_in(client).status_code == 303
+
+
+def test_logout_ends_the_session(admin_client):
+    cookie = admin_client.get_cookie("library_admin", path="/admin")
+    assert cookie is not None
+    assert admin_client.get("/admin/").status_code == 200
+    assert post_form(admin_client, "/admin/logout", page="/admin/").status_code == 303
+    assert admin_client.get("/admin/").status_code == 303
+    admin_client.set_cookie("library_admin", cookie.value, path="/admin")  # replaying the old cookie
+    assert admin_client.get("/admin/").status_code == 303
+
+
+def test_session_cookie_flags(app, librarian):
+    client = app.test_client()
+    answer = log_in(client)
+    cookie = next(h for h in answer.headers.getlist("Set-Cookie") if h.startswith("library_admin="))
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/admin" in cookie
+
+
+def test_first_start_needs_the_setup_code_and_it_works_once(app, client, settings):
+    db = catalog_db(settings)
+    code = auth.prepare_setup_code(settings, db)
+    db.close()
+    assert code
+    assert client.get("/admin/login").headers["Location"].endswith("/admin/setup")
+    fields = {"username": "mai", "password": PASSWORD, "password2": PASSWORD}
+    wrong = post_form(client, "/admin/setup", {**fields, "code": "WRONG123"})
+    assert wrong.status_code == 403
+    ok = post_form(client, "/admin/setup", {**fields, "code": code.lower()})
+    assert ok.status_code == 303
+    assert client.get("/admin/").status_code == 200
+    other = app.test_client()
+    again = post_form(other, "/admin/setup", {**fields, "username": "intruder", "code": code},
+                      page="/admin/login")
+    assert again.status_code in (303, 400, 403)
+    db = catalog_db(settings)
+    assert [a["username"] for a in auth.list_admins(db)] == ["mai"]
+    assert auth.setup_code_active(db) is False
+    db.close()
+
+
+def test_no_default_account_and_admin_create_from_the_console(runner, settings):
+    db = catalog_db(settings)
+    assert auth.admin_count(db) == 0
+    db.close()
+    result = runner.invoke(["admin", "create", "lan"], input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert result.exit_code == 0, result.output
+    db = catalog_db(settings)
+    admin = auth.authenticate(db, "lan", PASSWORD)
+    stored = db.execute("SELECT password_hash FROM admins").fetchone()[0]
+    db.close()
+    assert admin is not None and PASSWORD not in stored and stored.startswith("scrypt")
+
+
+def files_outside(root: Path, home: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if home not in p.parents and p != home}
+
+
+def upload(client, name: str, data: bytes):
+    return post_form(client, "/admin/upload", {"files": (io.BytesIO(data), name)},
+                     content_type="multipart/form-data")
+
+
+def zip_bomb() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(zipfile.ZipInfo("mimetype"), "application/epub+zip")
+        info = zipfile.ZipInfo("OEBPS/big.xhtml")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with z.open(info, "w", force_zip64=True) as f:
+            chunk = b"\0" * (1 << 20)
+            for _ in range(2048):  # 2 GB of zeros, a few MB packed
+                f.write(chunk)
+    return buffer.getvalue()
+
+
+def test_bad_uploads_are_refused_with_clear_messages(admin_client, settings, make_epub, tmp_path):
+    good = make_epub(title="Sách thật")
+    before = files_outside(tmp_path, settings.home)
+    text = upload(admin_client, "notes.epub", b"just some text, not a zip")
+    assert text.status_code == 400 and "refused" in text.get_data(as_text=True)
+    bomb = upload(admin_client, "bomb.epub", zip_bomb())
+    body = bomb.get_data(as_text=True)
+    assert bomb.status_code == 400 and "refused" in body
+    for name in ("../../escape.epub", "/etc/passwd.epub", "a\0b.epub", "..\\..\\x.epub"):
+        answer = upload(admin_client, name, good.read_bytes())
+        assert answer.status_code in (200, 400)
+    assert files_outside(tmp_path, settings.home) == before  # nothing written outside the data folder
+    assert not (settings.home.parent / "escape.epub").exists()
+    names = [r[0] for r in catalog_db(settings).execute("SELECT file_name FROM books")]
+    assert all("/" not in n and "\\" not in n and "\0" not in n for n in names)
+
+
+def test_huge_upload_is_refused_before_it_is_read(app, librarian, settings):
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    client = app.test_client()
+    log_in(client)
+    answer = upload(client, "huge.epub", b"\0" * (2 * 1024 * 1024))
+    assert answer.status_code == 413
+    assert "too big" in answer.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("url", ["/", "/search?q=a", "/admin/login", "/opds"])
+def test_security_headers_everywhere(client, url):
+    answer = client.get(url)
+    csp = answer.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp.split("script-src")[1].split(";")[0]
+    assert "frame-ancestors 'none'" in csp
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert answer.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_hostile_book_metadata_is_inert_on_admin_pages(admin_client, settings, make_epub):
+    from tests.conftest import import_files
+
+    hostile = '<script>document.title="pwned"</script><img src=x onerror="alert(1)">'
+    import_files(settings, [make_epub(title="Sách " + hostile, description=hostile)])
+    page = admin_client.get("/admin/books").get_data(as_text=True)
+    assert "<script>document.title" not in page and "onerror=\"alert" not in page
+    assert "&lt;script&gt;" in page
+
+
+def test_admin_passwords_are_salted_slow_hashes(settings):
+    a = auth.hash_password(PASSWORD)
+    b = auth.hash_password(PASSWORD)
+    assert a != b and auth.verify_password(PASSWORD, a) and not auth.verify_password("other", a)
+    assert os.environ.get("LIBRARY_ADMIN_PASSWORD") is None
