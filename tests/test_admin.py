@@ -193,3 +193,20 @@ def test_admin_passwords_are_salted_slow_hashes(settings):
     b = auth.hash_password(PASSWORD)
     assert a != b and auth.verify_password(PASSWORD, a) and not auth.verify_password("other", a)
     assert os.environ.get("LIBRARY_ADMIN_PASSWORD") is None
+
+
+def test_channels_page_follows_and_stops_following(admin_client, settings):
+    assert "follows no channel yet" in admin_client.get("/admin/channels").get_data(as_text=True)
+    answer = post_form(admin_client, "/admin/channels", {"name": "vi-literature"})
+    assert answer.status_code == 303
+    page = admin_client.get("/admin/channels").get_data(as_text=True)
+    assert "vi-literature" in page and "Stop following" in page
+    bad = post_form(admin_client, "/admin/channels", {"name": "../etc"}, page="/admin/channels")
+    assert bad.status_code == 400 and "not allowed" in bad.get_data(as_text=True)
+    stop = post_form(admin_client, "/admin/channels/vi-literature/unsubscribe", page="/admin/channels")
+    assert stop.status_code == 303
+    from content_sync import apply
+
+    db = catalog_db(settings)
+    assert apply.subscribed_channels(db) == []
+    db.close()

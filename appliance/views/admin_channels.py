@@ -1,0 +1,34 @@
+"""Librarian page for content channels: what is installed, and which channels this box follows."""
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+
+from content_sync import apply, bundles
+
+from ..app import get_db
+from .admin import bp
+
+
+@bp.get("/channels")
+def channels():
+    return render_template("admin/channels.html", channels=apply.channel_rows(get_db()), error=None)
+
+
+@bp.post("/channels")
+def channel_subscribe():
+    name = request.form.get("name", "").strip().lower()
+    try:
+        apply.subscribe(get_db(), name)
+    except bundles.BundleError as e:
+        return render_template("admin/channels.html", channels=apply.channel_rows(get_db()), error=str(e)), 400
+    flash(f"This box now follows {name}; its next release is installed at the next sync.")
+    return redirect(url_for("admin.channels"), code=303)
+
+
+@bp.post("/channels/<name>/unsubscribe")
+def channel_unsubscribe(name: str):
+    if not apply.unsubscribe(get_db(), name):
+        return render_template("admin/channels.html", channels=apply.channel_rows(get_db()),
+                               error="This box does not know that channel."), 404
+    flash(f"This box no longer follows {name}. Its books stay until you remove them.")
+    return redirect(url_for("admin.channels"), code=303)
