@@ -28,12 +28,18 @@ class LibraryState:
         self.index = SearchIndex(settings.index_dir)
         self.index_lock = threading.Lock()
         self.index_state = "unknown"  # unknown | current | rebuilding | failed
+        self.stats = None  # appliance.stats.Recorder, set by create_app
 
     def open_db(self):
         return dbmod.connect(self.settings.db_path)
 
     def close(self) -> None:
         self.index.close()
+        if self.stats is not None:
+            try:
+                self.stats.flush()
+            except Exception:
+                logger.exception("could not write the last statistics")
 
 
 def _secret_key(settings: Settings) -> str:
@@ -83,6 +89,9 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
     app.extensions["library"] = state
     # Make sure the schema exists before the first request (cheap; no index work).
     dbmod.connect(settings.db_path).close()
+    from .stats import init_stats
+
+    state.stats = init_stats(settings.db_path)
 
     @app.teardown_appcontext
     def close_db(exc):

@@ -211,3 +211,37 @@ def m020_channels(db: sqlite_utils.Database) -> None:
         CREATE INDEX channel_items_book ON channel_items(book_id)
         """
     )
+
+
+@migrations()
+def m040_stats(db: sqlite_utils.Database) -> None:
+    """Usage counts (see appliance/stats.py): nothing about readers, only counts.
+
+    Dimensions use sentinels instead of NULL so that one row holds one count: ``day`` '' and
+    ``uncertain`` 1 while the clock is untrusted (then ``boot_id`` and ``mono_hour``, the hour since
+    boot, say when), ``hour`` -1 when unknown, ``book_id`` 0 for searches, ``term`` '' and ``found``
+    -1 for everything but searches. ``exported`` is how much of ``count`` left in batches already.
+    """
+    _run_script(
+        db,
+        """
+        CREATE TABLE stats_counts (
+            id INTEGER PRIMARY KEY,
+            day TEXT NOT NULL,
+            uncertain INTEGER NOT NULL,
+            boot_id TEXT NOT NULL,
+            mono_hour INTEGER NOT NULL,
+            hour INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            book_id INTEGER NOT NULL,
+            term TEXT NOT NULL,
+            found INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            exported INTEGER NOT NULL DEFAULT 0,
+            seq INTEGER NOT NULL,
+            UNIQUE (day, uncertain, boot_id, mono_hour, hour, kind, book_id, term, found)
+        );
+        CREATE INDEX stats_counts_seq ON stats_counts(seq);
+        CREATE INDEX stats_counts_book ON stats_counts(book_id)
+        """
+    )

@@ -55,6 +55,7 @@ class Settings:
     dhcp_lease_hours: int = _setting(12, "How long a phone keeps its address (hours).")
     local_domain: str = _setting("library.lan", "Name of the library on its own Wi-Fi (http://library.lan/).")
     portal_memory_minutes: int = _setting(60, "How long the captive portal remembers (in memory, by address) a phone that saw its welcome page.")
+    stats_min_term_count: int = _setting(10, "A search term leaves the box in statistics only once it was searched at least this many times.")
     # Finding other boxes on the local network (zeroconf) and syncing with them.
     box_role: str = _setting("village", "village (a box that stays in one place) or van (a box that travels between villages and carries releases and statistics).")
     discovery: bool = _setting(False, "Announce this box on the local network with zeroconf and look for other boxes (yes on the box image).")

@@ -230,4 +230,36 @@ def once(ctx: click.Context, location: str) -> None:
         raise click.ClickException(f"{failed} channel(s) not updated; the box keeps what it had")
 
 
-commands = [keygen, trust, bundle_group, channels_group, sync_group]
+@click.group("stats", context_settings=CONTEXT)
+def stats_group() -> None:
+    """Usage statistics: counts only, nothing about readers."""
+
+
+@stats_group.command("export", context_settings=CONTEXT)
+@click.pass_context
+def stats_export(ctx: click.Context) -> None:
+    """Put the counts not sent yet into a signed batch in the outbox (the sync agent uploads it).
+
+    Example: library stats export
+    """
+    from appliance.stats import recorder
+
+    from . import statsbatch
+
+    settings = load_settings(ctx)
+    db = open_catalog(settings)
+    try:
+        if recorder() is not None:
+            recorder().flush()
+        path = statsbatch.export_batch(db, settings.outbox_dir, statsbatch.load_box_key(settings.keys_dir),
+                                       min_term_count=settings.stats_min_term_count, box_name=settings.box_name)
+    finally:
+        db.close()
+    pending = len(statsbatch.pending_batches(settings.outbox_dir))
+    if path is None:
+        click.echo(f"Nothing new to export; {pending} batch(es) wait in the outbox.")
+    else:
+        click.echo(f"Wrote {path}; {pending} batch(es) wait in the outbox.")
+
+
+commands = [keygen, trust, bundle_group, channels_group, sync_group, stats_group]

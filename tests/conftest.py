@@ -122,3 +122,6 @@ class LiveServer:
 def live_server(app) -> Iterator[LiveServer]:
     with LiveServer(app) as server:
         yield server
+
+
+from tests.admin_support import admin_client, librarian  # noqa: E402,F401  (fixtures for the librarian pages' tests)

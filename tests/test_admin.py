@@ -9,16 +9,7 @@ from pathlib import Path
 import pytest
 
 from appliance import auth
-from tests.admin_support import (  # noqa: F401  (fixtures)
-    PASSWORD,
-    admin_client,
-    catalog_db,
-    form_token,
-    librarian,
-    log_in,
-    make_admin,
-    post_form,
-)
+from tests.admin_support import PASSWORD, catalog_db, log_in, post_form
 
 
 def admin_endpoints(app) -> list[tuple[str, str]]:

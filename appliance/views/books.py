@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import urllib.parse
 
-from flask import Blueprint, Response, abort, render_template, send_file
+from flask import Blueprint, Response, abort, render_template, request, send_file
 
-from .. import catalog
+from .. import catalog, stats
 from ..app import get_db, library_state
 from ..blobs import BlobMissing
 from ..textfold import fold
@@ -57,14 +57,19 @@ def send_blob(sha256: str | None, mimetype: str, *, download_title: str | None =
 
 @bp.get("/books/<int:book_id>")
 def book(book_id: int):
-    return render_template("book.html", book=visible_book(book_id))
+    found = visible_book(book_id)
+    stats.record_event("view", book_id=book_id)
+    return render_template("book.html", book=found)
 
 
 @bp.get("/books/<int:book_id>/download")
 def download(book_id: int):
     book = visible_book(book_id)
-    return send_blob(book["sha256"], EPUB_TYPE, download_title=book["title"], fallback_name=f"book-{book_id}",
-                     suffix=".epub")
+    answer = send_blob(book["sha256"], EPUB_TYPE, download_title=book["title"], fallback_name=f"book-{book_id}",
+                       suffix=".epub")
+    if answer.status_code == 200 and request.endpoint == "books.download":  # whole files only, not each range
+        stats.record_event("download_epub", book_id=book_id)
+    return answer
 
 
 @bp.get("/books/<int:book_id>/cover")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, Response, abort, current_app, jsonify, request, url_for
 from flask_babel import gettext as _
 
-from .. import catalog, opds
+from .. import catalog, opds, stats
 from .. import db as dbmod
 from ..app import get_db, library_state
 from ..finder import find_books
@@ -355,17 +355,9 @@ def download(book_id: int):
     from .books import download as book_download
 
     answer = book_download(book_id)
-    if request.method == "GET" and answer.status_code in (200, 206) and "Range" not in request.headers:
-        _record_download(book_id)
+    if request.method == "GET" and answer.status_code == 200:
+        stats.record_event("download_opds", book_id=book_id)
     return answer
-
-
-def _record_download(book_id: int) -> None:
-    try:
-        from .. import stats
-    except ImportError:  # statistics are not part of this build
-        return
-    stats.record_event("download_opds", book_id=book_id)
 
 
 # -- OPDS 2.0 routes ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
+from .. import stats
 from ..app import get_db, library_state
 from ..finder import find_books
 from .params import int_arg, language_arg, page_size, text_arg
@@ -20,4 +21,6 @@ def search():
     if q:
         results = find_books(get_db(), library_state().index, q, language=language, subject=subject,
                              page=page, pagelen=page_size())
+        if page == 1 and language is None and subject is None:  # count a search once, not each page or filter
+            stats.record_event("search", term=q, found=results.total > 0)
     return render_template("search.html", q=q, results=results, language=language, subject=subject)

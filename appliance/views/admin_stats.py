@@ -1,0 +1,55 @@
+"""Librarian pages about use (counts only) and the box's clock."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import flash, redirect, render_template, request, url_for
+
+from .. import stats
+from ..app import get_db, library_state
+from ..charts import bar_chart
+from ..clock import DEFAULT_CLOCK, apply_trusted_time
+from .admin import bp
+
+
+@bp.app_template_global("clock_text")
+def clock_text(moment: float) -> str:
+    return datetime.fromtimestamp(moment, tz=UTC).strftime("%Y-%m-%d %H:%M")
+
+
+@bp.get("/stats")
+def usage():
+    db = get_db()
+    recorder = library_state().stats
+    if recorder is not None:
+        recorder.flush()
+    per_day = stats.reads_per_day(db, 30)
+    hours = stats.activity_by_hour(db)
+    return render_template(
+        "admin/stats.html",
+        reads_chart=bar_chart([(d[5:], n) for d, n in per_day], title="Books opened per day", label_every=5),
+        hours_chart=bar_chart([(str(h), n) for h, n in enumerate(hours)], title="Activity by hour of day",
+                              label_every=3),
+        per_day=per_day, top_books=stats.most_read(db, 30, 10), languages=stats.top_languages(db, 30),
+        unfound=stats.unfound_searches(db, 30), clock=DEFAULT_CLOCK.status(db),
+    )
+
+
+@bp.post("/clock")
+def set_clock():
+    """Set the box's time from the librarian's phone (its clock is filled in by clock.js, or typed)."""
+    raw = request.form.get("phone_time", "").strip()
+    typed = request.form.get("typed_time", "").strip()
+    try:
+        if raw:
+            moment = float(raw)
+        elif typed:
+            moment = datetime.strptime(typed, "%Y-%m-%dT%H:%M").replace(tzinfo=UTC).timestamp()
+        else:
+            raise ValueError("no time was sent")
+        apply_trusted_time(get_db(), moment, f"librarian {request.form.get('source', 'phone')[:20]}")
+    except (ValueError, OverflowError) as e:
+        flash(f"The time was not set: {e}.")
+        return redirect(url_for("admin.usage"), code=303)
+    flash("The box's clock is set.")
+    return redirect(url_for("admin.usage"), code=303)

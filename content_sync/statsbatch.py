@@ -1,0 +1,200 @@
+"""Statistics batches: what leaves a box about its use, signed by the box, kept until acknowledged.
+
+A batch file (``outbox/<box>/<counter>.json``, ``<box>`` being the first 16 hex digits of the
+SHA-256 of the box's public key) is a small envelope::
+
+    {"format": 1, "box": "<box public key, base64>", "batch": 7,
+     "payload": "<the batch as a JSON string>", "signature": "<Ed25519 signature of payload, base64>"}
+
+and the payload::
+
+    {"format": 1, "box": "<public key>", "batch": 7, "box_name": "...",
+     "clock_trusted": true,
+     "days": ["2026-11-23", "2026-11-24"],            # days covered ("" = days not yet known)
+     "books": [{"day": "2026-11-24", "kind": "view", "sha256": "...", "title": "...",
+                "language": "vi", "count": 12}],
+     "searches": [{"day": "2026-11-24", "term": "truyen kieu", "found": true, "count": 14}],
+     "hours": [{"day": "2026-11-24", "hour": 19, "count": 40}]}
+
+Only counts leave: no address, user agent, cookie or account ever reaches the catalog, let alone a
+batch; a search term leaves only once it has been searched at least ``k`` times on this box
+(``LIBRARY_STATS_MIN_TERM_COUNT``, 10 by default), until then its counts wait on the box. The batch
+counter is per box and never reused, so the hub stores each (box, batch) once however often it is
+uploaded, directly or through a van. A box drops a batch when the hub's acknowledgement arrives.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from appliance.db import get_setting, next_seq, put_setting
+from appliance.fsutil import atomic_write_bytes, fsync_dir
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+MAX_ROWS = 20_000  # per batch; more waits for the next one
+
+
+class BatchInvalid(Exception):
+    """A batch is malformed or its signature does not verify."""
+
+
+@dataclass(frozen=True)
+class BoxKey:
+    private: Ed25519PrivateKey
+    public_b64: str
+
+    @property
+    def box_id(self) -> str:
+        return box_folder_name(self.public_b64)
+
+
+def box_folder_name(public_b64: str) -> str:
+    return hashlib.sha256(public_b64.encode("ascii")).hexdigest()[:16]
+
+
+def load_box_key(keys_dir: Path) -> BoxKey:
+    """This box's key pair (made at first start; made here if missing)."""
+    from appliance.sysconfig.firstboot import BOX_KEY, ensure_box_key
+
+    public, _ = ensure_box_key(keys_dir)
+    private = serialization.load_pem_private_key((keys_dir / BOX_KEY).read_bytes(), password=None)
+    if not isinstance(private, Ed25519PrivateKey):
+        raise BatchInvalid(f"{keys_dir / BOX_KEY} is not an Ed25519 key")
+    return BoxKey(private, public)
+
+
+def sign_payload(payload: dict, key: BoxKey) -> bytes:
+    text = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    signature = key.private.sign(text.encode("utf-8"))
+    envelope = {"format": FORMAT, "box": key.public_b64, "batch": payload["batch"], "payload": text,
+                "signature": base64.b64encode(signature).decode("ascii")}
+    return (json.dumps(envelope, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+
+
+def verify_batch(data: bytes, expected_box: str | None = None) -> dict:
+    """The payload of a batch whose signature verifies against the box key it names (and, when
+    given, that is ``expected_box``). Raises BatchInvalid otherwise."""
+    if len(data) > MAX_BATCH_BYTES:
+        raise BatchInvalid("the batch is too large")
+    try:
+        envelope = json.loads(data.decode("utf-8"))
+        box, text, signature = envelope["box"], envelope["payload"], base64.b64decode(envelope["signature"])
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(box, validate=True))
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise BatchInvalid(f"the batch is malformed: {e}") from None
+    if expected_box is not None and box != expected_box:
+        raise BatchInvalid("the batch was signed by another box than it claims")
+    try:
+        key.verify(signature, text.encode("utf-8"))
+    except InvalidSignature:
+        raise BatchInvalid("the batch's signature does not verify") from None
+    payload = json.loads(text)
+    if envelope.get("format") != FORMAT or payload.get("format") != FORMAT:
+        raise BatchInvalid(f"unknown batch format {payload.get('format')!r}")
+    if payload.get("box") != box or payload.get("batch") != envelope.get("batch") \
+            or not isinstance(payload.get("batch"), int):
+        raise BatchInvalid("the batch's envelope and contents disagree")
+    return payload
+
+
+def outbox_folder(outbox: Path, public_b64: str) -> Path:
+    return outbox / box_folder_name(public_b64)
+
+
+def export_batch(db: sqlite_utils.Database, outbox: Path, key: BoxKey, *, min_term_count: int = 10,
+                 box_name: str = "") -> Path | None:
+    """Put every count not yet exported into a new signed batch in the outbox; None when nothing is new.
+
+    The batch file is written before the counts are marked as exported; a crash between the two is
+    repaired by ``reconcile`` (run first), so no count is sent twice under two batch numbers.
+    """
+    reconcile(db, outbox, key)
+    rare = {t for (t,) in db.execute(
+        "SELECT term FROM stats_counts WHERE kind = 'search' GROUP BY term HAVING sum(count) < ?", [min_term_count])}
+    rows = [r for r in db.query(
+        "SELECT s.*, b.sha256 AS sha256, b.title AS title, b.language AS language FROM stats_counts s "
+        "LEFT JOIN books b ON b.id = s.book_id WHERE s.count > s.exported ORDER BY s.seq, s.id LIMIT ?", [MAX_ROWS])
+        if not (r["kind"] == "search" and r["term"] in rare)]
+    if not rows:
+        return None
+    with db.atomic():
+        counter = next_seq(db, "stats_batches")
+    trusted = get_setting(db, "clock_trusted_boot") is not None
+    books, searches = [], []
+    hours: dict[tuple[str, int], int] = {}
+    marks = []
+    for r in rows:
+        delta = r["count"] - r["exported"]
+        marks.append([r["id"], r["count"]])
+        if r["hour"] >= 0:
+            hours[(r["day"], r["hour"])] = hours.get((r["day"], r["hour"]), 0) + delta
+        if r["kind"] == "search":
+            searches.append({"day": r["day"], "term": r["term"], "found": bool(r["found"] == 1), "count": delta})
+        elif r["sha256"]:
+            books.append({"day": r["day"], "kind": r["kind"], "sha256": r["sha256"], "title": r["title"],
+                          "language": r["language"], "count": delta})
+    payload = {
+        "format": FORMAT, "box": key.public_b64, "batch": counter, "box_name": box_name,
+        "clock_trusted": trusted,
+        "days": sorted({r["day"] for r in rows}),
+        "books": books, "searches": searches,
+        "hours": [{"day": d, "hour": h, "count": n} for (d, h), n in sorted(hours.items())],
+    }
+    folder = outbox_folder(outbox, key.public_b64)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{counter:08d}.json"
+    atomic_write_bytes(path, sign_payload(payload, key))
+    # The marks travel beside the batch (never uploaded) so a crash before the update can be repaired.
+    atomic_write_bytes(folder / f"{counter:08d}.marks", json.dumps(marks).encode())
+    _apply_marks(db, counter, marks)
+    return path
+
+
+def _apply_marks(db: sqlite_utils.Database, counter: int, marks: list[list[int]]) -> None:
+    with db.atomic():
+        for row_id, count in marks:
+            db.execute("UPDATE stats_counts SET exported = max(exported, ?) WHERE id = ?", [count, row_id])
+        put_setting(db, "stats_marked_batch", str(counter))
+
+
+def reconcile(db: sqlite_utils.Database, outbox: Path, key: BoxKey) -> None:
+    """Apply the marks of batches written but not recorded as exported (a crash in between)."""
+    folder = outbox_folder(outbox, key.public_b64)
+    marked = int(get_setting(db, "stats_marked_batch", "0") or 0)
+    for marks_path in sorted(folder.glob("*.marks")) if folder.is_dir() else []:
+        counter = int(marks_path.stem)
+        if counter > marked and (folder / f"{counter:08d}.json").exists():
+            _apply_marks(db, counter, json.loads(marks_path.read_text()))
+
+
+def pending_batches(outbox: Path) -> list[Path]:
+    """Every batch waiting in the outbox, this box's and those carried for other boxes."""
+    if not outbox.is_dir():
+        return []
+    return sorted(outbox.glob("*/*.json"))
+
+
+def acknowledge(outbox: Path, public_b64: str, counter: int) -> bool:
+    """The hub has the batch: drop it (and its marks). True when something was removed."""
+    folder = outbox_folder(outbox, public_b64)
+    removed = False
+    for suffix in (".json", ".marks"):
+        path = folder / f"{int(counter):08d}{suffix}"
+        if path.exists():
+            path.unlink()
+            removed = True
+    if removed:
+        fsync_dir(folder)
+    return removed
