@@ -38,8 +38,22 @@ def init_i18n(app: Flask, settings: Settings) -> None:
 
         locale = str(get_locale() or settings.default_locale)
         return {
+            "language_name": language_name,
             "ui_lang": locale,
             "ui_dir": "rtl" if locale in RTL else "ltr",
             "ui_languages": LANGUAGES,
             "box_name": settings.box_name,
         }
+
+
+def language_name(code: str | None) -> str:
+    """A language's own name (``vi`` -> ``Tiếng Việt``), or the code when unknown."""
+    from babel import Locale, UnknownLocaleError
+
+    if not code:
+        return "?"
+    try:
+        name = Locale.parse(code.replace("-", "_")).get_display_name(code.replace("-", "_")) or code
+    except (UnknownLocaleError, ValueError, TypeError):
+        return code
+    return name[:1].upper() + name[1:]

@@ -5,7 +5,7 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, api, books, home, opds, portal, search
+    from . import admin, api, books, home, opds, portal, reader, search
 
-    for module in (home, search, books, api, opds, portal, admin):
+    for module in (home, search, books, reader, api, opds, portal, admin):
         app.register_blueprint(module.bp)

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import urllib.parse
 
-from flask import Blueprint, Response, abort, render_template, request, send_file
+from flask import Blueprint, Response, abort, render_template, request, send_file, url_for
 
 from .. import catalog, stats
 from ..app import get_db, library_state
 from ..blobs import BlobMissing
+from ..qr import qr_svg
 from ..textfold import fold
 
 bp = Blueprint("books", __name__)
@@ -59,7 +60,8 @@ def send_blob(sha256: str | None, mimetype: str, *, download_title: str | None =
 def book(book_id: int):
     found = visible_book(book_id)
     stats.record_event("view", book_id=book_id)
-    return render_template("book.html", book=found)
+    link = request.host_url.rstrip("/") + url_for("books.book", book_id=book_id)
+    return render_template("book.html", book=found, book_qr=qr_svg(link, found["title"]))
 
 
 @bp.get("/books/<int:book_id>/download")

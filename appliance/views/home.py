@@ -1,10 +1,13 @@
 """Home page and browsing lists."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, abort, redirect, render_template, url_for
 
-from .. import catalog
-from ..app import get_db
+from .. import catalog, stats
+from ..app import get_db, library_state
+from ..db import get_setting
+from ..i18n import COOKIE, LANGUAGES
+from ..qr import qr_svg, wifi_payload
 from .params import int_arg, language_arg, page_size
 
 bp = Blueprint("home", __name__)
@@ -12,15 +15,44 @@ bp = Blueprint("home", __name__)
 
 @bp.get("/")
 def index():
+    from .reader import continue_reading
+
     db = get_db()
-    new_books, total = catalog.list_books(db, order="new", limit=12)
+    new_books, total = catalog.list_books(db, order="new", limit=8)
     return render_template(
         "home.html",
         new_books=new_books,
         total=total,
         languages=catalog.languages(db),
         subjects=catalog.subjects(db)[:30],
+        most_read=stats.most_read(db, days=30, limit=5),
+        welcome=get_setting(db, "welcome_text"),
+        resume=continue_reading(),
     )
+
+
+@bp.get("/poster")
+def poster():
+    """A page to print and pin up: join the Wi-Fi, then open the library."""
+    settings = library_state().settings
+    address = f"http://{settings.local_domain}/"
+    return render_template(
+        "poster.html", ssid=settings.wifi_ssid,
+        passphrase=settings.wifi_passphrase if settings.wifi_security == "wpa2" else "",
+        wifi_qr=qr_svg(wifi_payload(settings.wifi_ssid, settings.wifi_security, settings.wifi_passphrase),
+                       "Wi-Fi"),
+        address=address, address_qr=qr_svg(address, address),
+    )
+
+
+@bp.get("/language/<code>")
+def language(code: str):
+    """Choose the interface language (kept in a cookie), then go back home."""
+    if code not in LANGUAGES:
+        abort(404)
+    response = redirect(url_for("home.index"), code=303)
+    response.set_cookie(COOKIE, code, max_age=365 * 86400, samesite="Lax", httponly=True)
+    return response
 
 
 @bp.get("/browse")

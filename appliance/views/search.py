@@ -6,6 +6,7 @@ from flask import Blueprint, render_template
 from .. import stats
 from ..app import get_db, library_state
 from ..finder import find_books
+from ..textfold import fold
 from .params import int_arg, language_arg, page_size, text_arg
 
 bp = Blueprint("search", __name__)
@@ -23,4 +24,5 @@ def search():
                              page=page, pagelen=page_size())
         if page == 1 and language is None and subject is None:  # count a search once, not each page or filter
             stats.record_event("search", term=q, found=results.total > 0)
-    return render_template("search.html", q=q, results=results, language=language, subject=subject)
+    folded = " ".join(fold(q).split())
+    return render_template("search.html", q=q, folded=folded, results=results, language=language, subject=subject)
