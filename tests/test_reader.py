@@ -1,0 +1,144 @@
+"""Reading on a phone: chapter pages, sanitized book HTML, preferences in cookies, offline file, poster."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from appliance.bookhtml import clean_chapter, split_pages
+from appliance.demo import make_cover_png
+from tests.conftest import import_files
+
+HOSTILE = """
+<h2 onclick="alert(1)">Chương lạ</h2>
+<script>document.title='pwned'</script>
+<p style="color:red;position:fixed;top:0;background:url(http://evil.example/x.png);text-align:center">Giữa trang</p>
+<img src="http://evil.example/track.gif" alt="remote">
+<img src="../images/pic.png" alt="local picture" onerror="alert(2)">
+<a href="javascript:alert(3)">js link</a>
+<a href="chapter001.xhtml#top">back to one</a>
+<a href="https://example.org/">outside</a>
+<iframe src="http://evil.example/"></iframe>
+<form action="http://evil.example/"><input name="x"></form>
+<link rel="stylesheet" href="http://evil.example/a.css">
+<style>body{display:none}</style>
+<svg><script>alert(4)</script></svg>
+<p id="top">Đoạn cuối <ruby>漢<rt>kan</rt></ruby></p>
+"""
+
+
+@pytest.fixture
+def book(settings, make_epub):
+    picture = make_cover_png("x", (200, 30, 30))
+    long_text = [f"Đoạn số {n}: " + "lời kể dài về bản làng và con suối " * 20 for n in range(300)]
+    files = [make_epub(title="Truyện thử", authors=["Người Viết"],
+                       chapters=[("Chương một", ["Mở đầu câu chuyện."]), ("Chương dài", long_text)],
+                       extra_chapter_html=HOSTILE, images={"pic.png": picture}),
+             make_epub(title="حكايات", authors=["سلمى"], language="ar", chapters=[("الفصل", ["نص عربي قصير."])])]
+    import_files(settings, files)
+    return settings
+
+
+def test_sanitizer_keeps_text_and_drops_everything_active():
+    cleaned = clean_chapter(HOSTILE, base_href="OEBPS/text/chapter003.xhtml",
+                            picture_url=lambda p: f"/books/1/file/{p}",
+                            chapter_url=lambda p: "/books/1/read/0" if p.endswith("chapter001.xhtml") else None)
+    lowered = cleaned.lower()
+    for bad in ("<script", "onclick", "onerror", "javascript:", "evil.example", "<iframe", "<form", "<link",
+                "<style", "position", "url(", "<svg", "<input"):
+        assert bad not in lowered, bad
+    assert "text-align:center" in cleaned.replace(" ", "")
+    assert 'src="/books/1/file/OEBPS/images/pic.png"' in cleaned
+    assert 'href="/books/1/read/0#b-top"' in cleaned and 'id="b-top"' in cleaned
+    assert 'href="https://example.org/"' in cleaned and "noopener" in cleaned
+    assert "Đoạn cuối" in cleaned and "<ruby>" in cleaned and "<rt>kan</rt>" in cleaned
+    assert "Chương lạ" in cleaned
+
+
+def test_long_chapters_are_split_between_blocks():
+    html = "".join(f"<p>đoạn {n} " + "x" * 900 + "</p>" for n in range(100))
+    pages = split_pages(f"<div><section>{html}</section></div>", 20_000)
+    assert len(pages) >= 5
+    assert all(len(p.encode()) <= 21_000 for p in pages)
+    joined = "".join(pages)
+    assert all(f"đoạn {n} " in joined for n in range(100))
+    assert all(p.startswith("<p>") and p.endswith("</p>") for p in pages)
+
+
+def test_reading_a_book_chapter_by_chapter(client, book):
+    page = client.get("/books/1/read/0")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Mở đầu câu chuyện." in html and 'rel="next"' in html and "/books/1/read/1" in html
+    hostile = client.get("/books/1/read/2").get_data(as_text=True)
+    assert "<script>document.title" not in hostile and "evil.example" not in hostile
+    picture = client.get("/books/1/file/OEBPS/images/pic.png")
+    assert picture.status_code == 200 and picture.mimetype == "image/png"
+    for bad in ("/books/1/file/OEBPS/text/chapter001.xhtml", "/books/1/file/../../etc/passwd",
+                "/books/1/file/OEBPS/style.css", "/books/1/read/99", "/books/999/read/0", "/books/1/read/1?page=999"):
+        assert client.get(bad).status_code == 404, bad
+
+
+def test_long_chapter_has_pages(client, book):
+    first = client.get("/books/1/read/1").get_data(as_text=True)
+    assert re.search(r"<span>1 / (\d+)</span>", first)
+    pages = int(re.search(r"<span>1 / (\d+)</span>", first).group(1))
+    assert pages >= 2
+    last = client.get(f"/books/1/read/1?page={pages}").get_data(as_text=True)
+    assert "Đoạn số 299" in last and "Đoạn số 299" not in first
+
+
+def test_right_to_left_books(client, book):
+    html = client.get("/books/2/read/0").get_data(as_text=True)
+    assert 'dir="rtl"' in html and 'lang="ar"' in html
+
+
+def test_preferences_and_last_place_live_in_cookies(client, book):
+    answer = client.get("/reader/settings?size=up&dark=1&back=/books/1/read/1")
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("/books/1/read/1")
+    html = client.get("/books/1/read/1?page=2").get_data(as_text=True)
+    assert 'class="reading dark"' in html and "font-size:115%" in html
+    home = client.get("/").get_data(as_text=True)
+    assert "Continue reading" in home and "/books/1/read/1?page=2" in home
+    assert client.get("/books/1/read").headers["Location"].endswith("/books/1/read/1?page=2")
+    # No open redirect through the settings link.
+    assert client.get("/reader/settings?size=up&back=//evil.example/").headers["Location"] == "/"
+    assert client.get("/reader/settings?back=https://evil.example/").headers["Location"] == "/"
+
+
+def test_book_page_has_actions_qr_and_chapters(client, book):
+    html = client.get("/books/1").get_data(as_text=True)
+    for text in ("Read now", "Download EPUB", "Download for offline reading", "<svg", "Chương dài"):
+        assert text in html
+
+
+def test_offline_file_is_self_contained(client, book):
+    answer = client.get("/books/1/offline")
+    assert answer.status_code == 200
+    assert 'filename="truyen-thu.html"' in answer.headers["Content-Disposition"]
+    html = answer.get_data(as_text=True)
+    assert "Mở đầu câu chuyện." in html and "Đoạn số 299" in html
+    assert "data:image/png;base64," in html
+    assert not re.search(r'(src|href)="(https?:)?//', html.replace('href="https://example.org/"', ""))
+    assert "<script" not in html.lower()
+
+
+def test_poster_and_language_choice(client, book, settings):
+    html = client.get("/poster").get_data(as_text=True)
+    assert html.count("<svg") >= 2 and settings.wifi_ssid in html and settings.local_domain in html
+    answer = client.get("/language/fr")
+    assert answer.status_code == 303
+    assert client.get("/language/xx").status_code == 404
+
+
+def test_nothing_found_page_suggests_other_ways(client, book):
+    html = client.get("/search?q=Đường+xa+lắm").get_data(as_text=True)
+    assert "Nothing found" in html
+    assert "/search?q=duong+xa+lam" in html
+    assert "/browse" in html
+
+
+def test_home_and_css_are_small(client, book):
+    home = client.get("/").get_data()
+    css = client.get("/static/site.css").get_data()
+    assert len(home) + len(css) < 30 * 1024
