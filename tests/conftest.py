@@ -23,7 +23,8 @@ def shared_dir() -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", disk_reserve_mb=0)
+    # Tests read the English interface unless they ask for another language.
+    return Settings(home=tmp_path / "home", disk_reserve_mb=0, default_locale="en")
 
 
 @pytest.fixture

@@ -142,3 +142,15 @@ def test_home_and_css_are_small(client, book):
     home = client.get("/").get_data()
     css = client.get("/static/site.css").get_data()
     assert len(home) + len(css) < 30 * 1024
+
+
+@pytest.mark.parametrize("language, expected, direction", [
+    ("vi", "Sách mới về", "ltr"), ("fr", "Nouveautés", "ltr"), ("ar", "وصل حديثًا", "rtl"), ("en", "New arrivals", "ltr"),
+])
+def test_interface_speaks_the_readers_languages(client, book, language, expected, direction):
+    html = client.get("/", headers={"Accept-Language": language}).get_data(as_text=True)
+    assert expected in html and f'dir="{direction}"' in html and f'lang="{language}"' in html
+    chosen = client.get("/language/vi")
+    assert chosen.status_code == 303
+    assert "Sách mới về" in client.get("/", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    client.delete_cookie("lang")
