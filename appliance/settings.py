@@ -56,6 +56,11 @@ class Settings:
     local_domain: str = _setting("library.lan", "Name of the library on its own Wi-Fi (http://library.lan/).")
     portal_memory_minutes: int = _setting(60, "How long the captive portal remembers (in memory, by address) a phone that saw its welcome page.")
     stats_min_term_count: int = _setting(10, "A search term leaves the box in statistics only once it was searched at least this many times.")
+    hub_url: str = _setting("", "Address of the central hub, e.g. https://hub.example.org; empty: the sync agent only works with peers and USB sticks.")
+    sync_interval_minutes: int = _setting(10, "How often the sync agent looks for new releases when a link is up.")
+    sync_budget_mb_per_day: int = _setting(0, "Most data (MB) the sync agent may use per day on a metered link; 0 for no limit.")
+    sync_hours: str = _setting("", "Hours of the day (UTC) when the link may be used, e.g. 22-6 for nights only; empty for any time.")
+    sync_max_kbps: int = _setting(0, "Highest download rate the sync agent uses (kbit/s), to leave room for others; 0 for no limit.")
     # Finding other boxes on the local network (zeroconf) and syncing with them.
     box_role: str = _setting("village", "village (a box that stays in one place) or van (a box that travels between villages and carries releases and statistics).")
     discovery: bool = _setting(False, "Announce this box on the local network with zeroconf and look for other boxes (yes on the box image).")

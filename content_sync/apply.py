@@ -175,11 +175,14 @@ def _fetch_verified(source: ReleaseSource, staging: Path, item: bundles.Item, re
     part = staging / f"{item.sha256}.part"
     try:
         got = source.fetch_blob(item.sha256, item.size, part)
-        if got != item.sha256:
-            raise BlobHashMismatch(f"{bundles.blob_path(item.sha256)} ({item.id}) does not match the SHA-256 in the manifest")
-        part.replace(done)
-    finally:
+    except SourceError as e:
+        if isinstance(e, (BlobTooLarge, BlobTruncated)):
+            part.unlink(missing_ok=True)
+        raise  # a broken link keeps what arrived, for the next attempt to continue
+    if got != item.sha256:
         part.unlink(missing_ok=True)
+        raise BlobHashMismatch(f"{bundles.blob_path(item.sha256)} ({item.id}) does not match the SHA-256 in the manifest")
+    part.replace(done)
     result.fetched_blobs += 1
     return done
 

@@ -230,6 +230,81 @@ def once(ctx: click.Context, location: str) -> None:
         raise click.ClickException(f"{failed} channel(s) not updated; the box keeps what it had")
 
 
+@sync_group.command("run", context_settings=CONTEXT)
+@click.option("--once", is_flag=True, help="Run every job once and stop (for cron, tests and trying it out).")
+@click.pass_context
+def run(ctx: click.Context, once: bool) -> None:
+    """The sync agent: fetch new releases, send statistics, fix the clock, whenever the hub answers.
+
+    Runs until stopped (SIGTERM); a systemd service keeps it running on the box.
+
+    Example: LIBRARY_HUB_URL=https://hub.example.org library sync run
+    """
+    from .agent import SyncAgent, run_forever
+
+    settings = load_settings(ctx)
+    if not settings.hub_url:
+        raise click.ClickException("no hub address: set LIBRARY_HUB_URL (or use library sync once --from PLACE)")
+    agent = SyncAgent(settings)
+    if once:
+        failed = 0
+        for result in agent.run_once():
+            click.echo(f"{result.job}: {'ok' if result.ok else 'not done'}: {result.detail}")
+            failed += not result.ok
+        if failed:
+            raise click.ClickException(f"{failed} job(s) not done; see library sync status")
+        return
+    run_forever(agent, settings.sync_interval_minutes)
+
+
+@sync_group.command("status", context_settings=CONTEXT)
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """What the sync agent did last, what it used today and what waits.
+
+    Example: library sync status
+    """
+    from .agent import SyncAgent, state_text
+
+    for line in state_text(SyncAgent(load_settings(ctx)).status()):
+        click.echo(line)
+
+
+@click.group("hub", context_settings=CONTEXT)
+def hub_group() -> None:
+    """The central hub: publish releases, receive statistics (central office)."""
+
+
+@hub_group.command("serve", context_settings=CONTEXT)
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Hub folder: tree/ (releases), hub.db, keys/.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True, type=int)
+@click.option("--threads", default=16, show_default=True, type=int)
+def hub_serve(data_dir: Path, host: str, port: int, threads: int) -> None:
+    """Serve the hub with waitress. Publish into DATA/tree with library bundle build --out DATA/tree.
+
+    Example: library hub serve --data /srv/hub --host 0.0.0.0 --port 8090
+    """
+    import signal
+    import threading
+
+    import waitress
+
+    from appliance.cli import serve_until
+
+    from .hub.app import create_hub_app
+
+    server = waitress.create_server(create_hub_app(data_dir), host=host, port=port, threads=threads, ident="library-hub")
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    click.echo(f"Hub open at http://{server.effective_host}:{server.effective_port}/ ; releases from {data_dir / 'tree'}")
+    try:
+        serve_until(server, stopping)
+    except KeyboardInterrupt:
+        server.close()
+
+
 @click.group("stats", context_settings=CONTEXT)
 def stats_group() -> None:
     """Usage statistics: counts only, nothing about readers."""
@@ -262,4 +337,4 @@ def stats_export(ctx: click.Context) -> None:
         click.echo(f"Wrote {path}; {pending} batch(es) wait in the outbox.")
 
 
-commands = [keygen, trust, bundle_group, channels_group, sync_group, stats_group]
+commands = [keygen, trust, bundle_group, channels_group, sync_group, stats_group, hub_group]

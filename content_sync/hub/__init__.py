@@ -1,0 +1,1 @@
+"""The central hub: publishes release trees and receives every box's statistics."""

@@ -1,0 +1,229 @@
+"""The hub and the sync agent as real processes on 127.0.0.1; downloads over a link that misbehaves."""
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import random
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from appliance import db as dbmod
+from appliance import stats
+from appliance.settings import Settings
+from content_sync import apply, bundles, minisign
+from content_sync.transfer import Downloader, HttpReleaseSource, LinkClosed, LinkPolicy
+from tests.linkproxy import LinkProxy
+
+CHANNEL = "vi-literature"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server stopped"
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer")
+
+
+@pytest.fixture
+def hub(tmp_path):
+    data = tmp_path / "hub"
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "appliance.cli", "hub", "serve", "--data", str(data),
+                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/api/v1/releases", process)
+        yield url, data
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture
+def publisher(tmp_path):
+    secret, public = minisign.write_key_pair(tmp_path / "pubkeys", "publisher")
+    return minisign.parse_secret_key(secret.read_text()), public
+
+
+def box_env(settings: Settings, hub_url: str) -> dict:
+    return dict(os.environ, LIBRARY_HOME=str(settings.home), LIBRARY_HUB_URL=hub_url, LIBRARY_DISK_RESERVE_MB="0",
+                LIBRARY_STATS_MIN_TERM_COUNT="2")
+
+
+def agent_once(settings, hub_url) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "appliance.cli", "sync", "run", "--once"],
+                          env=box_env(settings, hub_url), capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_release_installed_and_statistics_received_exactly_once(hub, publisher, settings, make_epub, tmp_path):
+    hub_url, hub_data = hub
+    src = tmp_path / "src"
+    for n in range(3):
+        make_epub(title=f"Truyện {n}", folder=src, name=f"t{n}.epub")
+    bundles.build_release(src, CHANNEL, publisher[0], hub_data / "tree")
+    # Provision the box: the publisher key, the hub key, a channel to follow.
+    (settings.keys_dir / "publishers").mkdir(parents=True)
+    shutil.copy(publisher[1], settings.keys_dir / "publishers" / "publisher.pub")
+    shutil.copy(hub_data / "keys" / "hub-ed25519.pub", settings.keys_dir / "hub.pub")
+    db = dbmod.connect(settings.db_path)
+    apply.subscribe(db, CHANNEL)
+    db.close()
+
+    first = agent_once(settings, hub_url)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "installed version 1" in first.stdout and "clock set from the hub" in first.stdout
+    db = dbmod.connect(settings.db_path)
+    assert apply.installed_version(db, CHANNEL) == 1
+    assert db.execute("SELECT count(*) FROM books").fetchone()[0] == 3
+    # Readers open a book and search; the agent sends the counts.
+    stats.write_events(db, [stats.Event("view", 1, "", -1, time.monotonic())] * 4
+                       + [stats.Event("search", 0, "truyen", 1, time.monotonic())] * 3)
+    db.close()
+    second = agent_once(settings, hub_url)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "1 batch(es) delivered" in second.stdout
+    hub_db = sqlite3.connect(hub_data / "hub.db")
+    assert hub_db.execute("SELECT count(*) FROM batches").fetchone()[0] == 1
+    assert hub_db.execute("SELECT sum(count) FROM book_counts WHERE kind = 'view'").fetchone()[0] == 4
+    assert hub_db.execute("SELECT sum(count) FROM search_counts").fetchone()[0] == 3
+    # The acknowledgement was lost: the same batch goes up again. The hub keeps it once.
+    batch = json.loads(hub_db.execute("SELECT payload FROM batches").fetchone()[0])
+    assert batch["batch"] == 1
+    answer = urllib.request.urlopen(urllib.request.Request(hub_url + "/api/v1/batches", data=_resign(settings, batch)))
+    assert json.loads(answer.read())["new"] is False
+    assert hub_db.execute("SELECT count(*) FROM batches").fetchone()[0] == 1
+    assert hub_db.execute("SELECT sum(count) FROM book_counts WHERE kind = 'view'").fetchone()[0] == 4
+    # The hub knows the box, its channels and disk, and shows them to staff.
+    row = hub_db.execute("SELECT name, status FROM boxes").fetchone()
+    assert json.loads(row[1])["channels"] == {CHANNEL: 1}
+    page = urllib.request.urlopen(hub_url + "/").read().decode()
+    assert settings.box_name in page and "<svg" in page
+    hub_db.close()
+    status = subprocess.run([sys.executable, "-m", "appliance.cli", "sync", "status"], env=box_env(settings, hub_url),
+                            capture_output=True, text=True)
+    assert "last success" in status.stdout and "statistics batches waiting: 0" in status.stdout
+
+
+def _resign(settings, payload) -> bytes:
+    from content_sync import statsbatch
+
+    return statsbatch.sign_payload(payload, statsbatch.load_box_key(settings.keys_dir))
+
+
+def test_hub_refuses_bad_batches_and_unknown_boxes(hub, settings, make_epub):
+    hub_url, _ = hub
+    from content_sync import statsbatch
+
+    key = statsbatch.load_box_key(settings.keys_dir)
+    payload = {"format": 1, "box": key.public_b64, "batch": 1, "days": [], "books": [], "searches": [], "hours": []}
+    for data, code in ((statsbatch.sign_payload(payload, key), 403),
+                       (statsbatch.sign_payload(payload, key).replace(b'\\"batch\\":1', b'\\"batch\\":2'), 400),
+                       (b"not json", 400)):
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(urllib.request.Request(hub_url + "/api/v1/batches", data=data))
+        assert caught.value.code == code
+
+
+def make_big_release(tmp_path, make_epub, publisher, tree: Path, megabytes: int) -> int:
+    rng = random.Random(1)
+    picture = bytes(rng.getrandbits(8) for _ in range(megabytes * 1024 * 1024))
+    make_epub(title="Sách ảnh lớn", folder=tmp_path / "bigsrc", name="big.epub", images={"big.jpg": picture})
+    bundles.build_release(tmp_path / "bigsrc", CHANNEL, publisher[0], tree)
+    return (tmp_path / "bigsrc" / "big.epub").stat().st_size
+
+
+@pytest.fixture
+def static_tree(tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tree))
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield tree, server.server_port
+    server.shutdown()
+
+
+def trusting_box(settings, publisher):
+    (settings.keys_dir / "publishers").mkdir(parents=True, exist_ok=True)
+    shutil.copy(publisher[1], settings.keys_dir / "publishers" / "publisher.pub")
+    db = dbmod.connect(settings.db_path)
+    apply.subscribe(db, CHANNEL)
+    return db
+
+
+@pytest.mark.slow
+def test_release_completes_over_a_link_that_drops(hub, publisher, settings, make_epub, tmp_path):
+    hub_url, hub_data = hub
+    size = make_big_release(tmp_path, make_epub, publisher, hub_data / "tree", 20)
+    hub_port = int(hub_url.rsplit(":", 1)[1])
+    db = trusting_box(settings, publisher)
+    chunk = 256 * 1024
+    with LinkProxy(hub_port, latency=0.3, rate=4_000_000, cut_after=1.5) as proxy:
+        downloader = Downloader(f"http://127.0.0.1:{proxy.port}/releases/", LinkPolicy(sleep=lambda s: time.sleep(min(s, 0.2))),
+                                chunk=chunk, rng=random.Random(2))
+        result = apply.apply_release(settings, db, HttpReleaseSource(downloader), CHANNEL)
+    assert result.new_version == 1 and result.fetched_blobs == 1
+    assert downloader.cuts >= 3, downloader.cuts  # the link really dropped
+    manifest = len((hub_data / "tree" / bundles.manifest_path(CHANNEL, 1)).read_bytes())
+    overhead_allowed = 1.05 * (size + manifest + 4096) + downloader.cuts * chunk
+    assert downloader.bytes_received <= overhead_allowed, (downloader.bytes_received, size, downloader.cuts)
+    book = db.execute("SELECT sha256 FROM books").fetchone()[0]
+    from appliance.blobs import BlobStore
+
+    assert BlobStore(settings.blobs_dir).verify(book)
+    db.close()
+
+
+def test_daily_budget_and_allowed_hours(hub, publisher, settings, make_epub, tmp_path):
+    hub_url, hub_data = hub
+    tree = hub_data / "tree"
+    size = make_big_release(tmp_path, make_epub, publisher, tree, 3)
+    db = trusting_box(settings, publisher)
+    now = [1_795_000_000.0 - 1_795_000_000 % 86400 + 12 * 3600]  # noon UTC
+    night_only = LinkPolicy(hours=(22, 6), clock=lambda: now[0])
+    source = HttpReleaseSource(Downloader(hub_url + "/releases/", night_only))
+    with pytest.raises(LinkClosed, match="between 22:00 and 6:00"):
+        apply.apply_release(settings, db, source, CHANNEL)
+    assert source.downloader.bytes_received == 0
+    # One megabyte a day: the download stops when the day's budget is spent and goes on the next day.
+    budget = LinkPolicy(budget_bytes_per_day=1024 * 1024, clock=lambda: now[0],
+                        state_file=settings.staging_dir / "usage.json")
+    downloader = Downloader(hub_url + "/releases/", budget, chunk=64 * 1024)
+    days = 0
+    while True:
+        try:
+            apply.apply_release(settings, db, HttpReleaseSource(downloader), CHANNEL)
+            break
+        except LinkClosed:
+            assert budget.used_today() <= 1024 * 1024
+            days += 1
+            now[0] += 86400
+    assert days == 3  # about 3.x MB at 1 MB a day
+    assert downloader.bytes_received <= size + 64 * 1024 + 16 * 1024
+    assert apply.installed_version(db, CHANNEL) == 1
+    db.close()
