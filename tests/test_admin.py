@@ -201,3 +201,11 @@ def test_channels_page_follows_and_stops_following(admin_client, settings):
     db = catalog_db(settings)
     assert apply.subscribed_channels(db) == []
     db.close()
+
+
+def test_system_page_shows_sync_and_sync_now_needs_a_hub(admin_client):
+    html = admin_client.get("/admin/system").get_data(as_text=True)
+    assert "last success: never" in html and "Sync now" in html
+    answer = post_form(admin_client, "/admin/sync", page="/admin/system")
+    assert answer.status_code == 303
+    assert "No hub address" in admin_client.get("/admin/system").get_data(as_text=True)

@@ -242,4 +242,4 @@ def dashboard():
     )
 
 
-from . import admin_accounts, admin_books, admin_channels, admin_stats, admin_system  # noqa: E402,F401  (their routes join bp)
+from . import admin_accounts, admin_books, admin_channels, admin_stats, admin_sync, admin_system  # noqa: E402,F401  (their routes join bp)
