@@ -148,7 +148,7 @@ class Discovery:
     def __init__(self, *, name: str, port: int, box_id: str, role: str = "village",
                  channels: Callable[[], Mapping[str, int]] = dict, interfaces: Iterable[str] = (),
                  addresses: Callable[[], list[str]] | None = None,
-                 check_seconds: float = ADDRESS_CHECK_SECONDS) -> None:
+                 check_seconds: float = ADDRESS_CHECK_SECONDS, announce: bool = True) -> None:
         self.name = _label(name)
         self.port = int(port)
         self.box_id = box_id
@@ -167,6 +167,7 @@ class Discovery:
         self._resolve: queue.Queue[tuple[str, str] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self._announce = announce
 
     # -- announcing ------------------------------------------------------------------
 
@@ -174,13 +175,17 @@ class Discovery:
         interfaces = self._interfaces or None
         self._zc = Zeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only) if interfaces \
             else Zeroconf(ip_version=IPVersion.V4Only)
-        self._register()
+        if self._announce:
+            self._register()
         self._browser = ServiceBrowser(self._zc, SYNC_TYPE, handlers=[self._on_change])
-        for target, label in ((self._watch, "discovery-watch"), (self._resolver, "discovery-resolve")):
+        loops = [(self._resolver, "discovery-resolve")]
+        if self._announce:
+            loops.append((self._watch, "discovery-watch"))
+        for target, label in loops:
             thread = threading.Thread(target=target, name=label, daemon=True)
             thread.start()
             self._threads.append(thread)
-        logger.info("announcing %r on port %d", self.name, self.port)
+        logger.info("%s %r on port %d", "announcing" if self._announce else "looking for peers as", self.name, self.port)
         return self
 
     def _infos_for(self, addresses: list[str], channels: str) -> list[ServiceInfo]:
@@ -288,7 +293,7 @@ class Discovery:
         try:
             if self._browser is not None:
                 self._browser.cancel()
-            if zc is not None:
+            if zc is not None and self._announce:
                 zc.unregister_all_services()
         finally:
             if zc is not None:

@@ -45,7 +45,9 @@ from .transfer import (
 
 logger = logging.getLogger(__name__)
 
-JOBS = ("register", "clock", "releases", "stats")
+HUB_JOBS = ("register", "clock", "releases", "stats")
+JOBS = (*HUB_JOBS, "peers")
+DISCOVERY_WAIT_SECONDS = 8
 STATE_KEYS = ("sync_last_attempt", "sync_last_success", "sync_last_error", "sync_failures", "sync_next_try")
 HUB_PUBLIC_KEY = "hub.pub"
 
@@ -65,6 +67,7 @@ class SyncAgent:
         self.rng = rng or random.Random()
         self.sleep = sleep
         self.lock = threading.Lock()
+        self.discovery = None  # a browse-only appliance.discovery.Discovery while running for good
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -106,6 +109,11 @@ class SyncAgent:
     # -- jobs ------------------------------------------------------------------------------
 
     def register(self) -> str:
+        self._request("/api/v1/boxes", data=json.dumps(self.registration()).encode())
+        return "registered"
+
+    def registration(self) -> dict:
+        """This box's signed registration and status (sent to the hub, or handed to a van)."""
         key = self.box_key()
         db = self._db()
         try:
@@ -118,10 +126,8 @@ class SyncAgent:
         from .hub.app import registration_message
 
         signature = key.private.sign(registration_message(key.public_b64, self.settings.box_name, status))
-        body = {"box": key.public_b64, "name": self.settings.box_name, "status": status,
+        return {"box": key.public_b64, "name": self.settings.box_name, "status": status,
                 "signature": base64.b64encode(signature).decode("ascii")}
-        self._request("/api/v1/boxes", data=json.dumps(body).encode())
-        return "registered"
 
     def fix_clock(self) -> str:
         path = self.settings.keys_dir / HUB_PUBLIC_KEY
@@ -165,17 +171,74 @@ class SyncAgent:
         finally:
             db.close()
         sent = 0
+        hub_key = self.hub_public_key()
+        for registration in sorted(self.settings.outbox_dir.glob("*/registration.json")):
+            # Boxes whose batches this box carries introduce themselves first, in their own words.
+            self._request("/api/v1/boxes", data=registration.read_bytes())
         for path in statsbatch.pending_batches(self.settings.outbox_dir):
             answer = self._request("/api/v1/batches", data=path.read_bytes())
-            for ack in answer.get("ack", []):
-                statsbatch.acknowledge(self.settings.outbox_dir, ack["box"], ack["batch"])
-                sent += 1
+            sent += len(answer.get("ack", []))
+            statsbatch.remember_acks(self.settings.outbox_dir, answer.get("ack", []), hub_key)
         return f"{sent} batch(es) delivered"
+
+    def hub_public_key(self) -> str | None:
+        path = self.settings.keys_dir / HUB_PUBLIC_KEY
+        return path.read_text().strip() if path.exists() else None
 
     # -- running ---------------------------------------------------------------------------
 
+    def jobs(self) -> list[str]:
+        """The jobs that make sense here: the hub's when there is one, peers when they can be found."""
+        out = list(HUB_JOBS) if self.hub else []
+        if self.settings.peers or self.settings.discovery:
+            out.append("peers")
+        return out
+
+    def known_peers(self) -> list:
+        from appliance.discovery import Discovery, parse_peer_addresses, wait_for
+
+        found = parse_peer_addresses(self.settings.peers)
+        if self.settings.discovery:
+            discovery = self.discovery
+            temporary = discovery is None
+            if temporary:
+                discovery = Discovery(name=self.settings.box_name, port=0, box_id=self.box_key().public_b64,
+                                      interfaces=self.settings.discovery_interfaces.split(","), announce=False).start()
+            try:
+                if temporary:
+                    wait_for(lambda: bool(discovery.peers()), DISCOVERY_WAIT_SECONDS)
+                    time.sleep(1.0)  # let the other announcements arrive too
+                found += discovery.peers()
+            finally:
+                if temporary:
+                    discovery.close()
+        return found
+
+    def exchange_with_peers(self) -> str:
+        from .peers import exchange
+
+        peers = self.known_peers()
+        if not peers:
+            return "no other box nearby"
+        lines = []
+        for peer in peers:
+            db = self._db()
+            try:
+                lines += exchange(self.settings, db, peer, policy=self.policy(), hub_key=self.hub_public_key())
+            except SourceError as e:
+                lines.append(f"{peer.name}: {e}")
+            finally:
+                db.close()
+        return "; ".join(lines)
+
     def run_job(self, job: str) -> JobResult:
         """Run one job now unless the backoff says wait; record what happened."""
+        if job == "peers":
+            try:
+                return JobResult(job, True, self.exchange_with_peers())
+            except Exception as e:
+                logger.warning("meeting peers failed: %s", e)
+                return JobResult(job, False, str(e))
         if not self.hub:
             return JobResult(job, False, "no hub address (LIBRARY_HUB_URL)")
         with self.lock:
@@ -204,7 +267,7 @@ class SyncAgent:
             return JobResult(job, True, detail)
 
     def run_once(self) -> list[JobResult]:
-        return [self.run_job(job) for job in JOBS]
+        return [self.run_job(job) for job in self.jobs()]
 
     def read_state(self) -> dict:
         db = self._db()
@@ -238,8 +301,14 @@ def run_forever(agent: SyncAgent, interval_minutes: int) -> None:
     scheduler = BlockingScheduler(timezone="UTC", job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
     minutes = max(1, interval_minutes)
-    periods = {"register": minutes * 6, "clock": minutes * 6, "releases": minutes, "stats": minutes * 2}
-    for job in JOBS:
+    periods = {"register": minutes * 6, "clock": minutes * 6, "releases": minutes, "stats": minutes * 2,
+               "peers": 1}
+    if agent.settings.discovery:
+        from appliance.discovery import Discovery
+
+        agent.discovery = Discovery(name=agent.settings.box_name, port=0, box_id=agent.box_key().public_b64,
+                                    interfaces=agent.settings.discovery_interfaces.split(","), announce=False).start()
+    for job in agent.jobs():
         scheduler.add_job(agent.run_job, "interval", args=[job], id=f"sync-{job}", replace_existing=True,
                           minutes=periods[job], jitter=min(60, periods[job] * 6), next_run_time=_soon(agent, job))
 
@@ -249,7 +318,11 @@ def run_forever(agent: SyncAgent, interval_minutes: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    scheduler.start()
+    try:
+        scheduler.start()
+    finally:
+        if agent.discovery is not None:
+            agent.discovery.close()
 
 
 def _soon(agent: SyncAgent, job: str):

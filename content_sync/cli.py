@@ -243,9 +243,10 @@ def run(ctx: click.Context, once: bool) -> None:
     from .agent import SyncAgent, run_forever
 
     settings = load_settings(ctx)
-    if not settings.hub_url:
-        raise click.ClickException("no hub address: set LIBRARY_HUB_URL (or use library sync once --from PLACE)")
     agent = SyncAgent(settings)
+    if not agent.jobs():
+        raise click.ClickException("nothing to sync with: set LIBRARY_HUB_URL, LIBRARY_PEERS or LIBRARY_DISCOVERY=yes "
+                                   "(or use library sync once --from PLACE)")
     if once:
         failed = 0
         for result in agent.run_once():

@@ -183,7 +183,7 @@ def pending_batches(outbox: Path) -> list[Path]:
     """Every batch waiting in the outbox, this box's and those carried for other boxes."""
     if not outbox.is_dir():
         return []
-    return sorted(outbox.glob("*/*.json"))
+    return sorted(p for p in outbox.glob("*/*.json") if p.stem.isdigit())
 
 
 def acknowledge(outbox: Path, public_b64: str, counter: int) -> bool:
@@ -198,3 +198,68 @@ def acknowledge(outbox: Path, public_b64: str, counter: int) -> bool:
     if removed:
         fsync_dir(folder)
     return removed
+
+
+# -- carrying batches for other boxes, and the hub's acknowledgements ----------------------------
+
+
+def ack_message(box: str, batch: int) -> bytes:
+    return f"library-hub-ack:{box}:{int(batch)}".encode()
+
+
+def carry(outbox: Path, data: bytes) -> dict:
+    """Keep another box's batch (verified) to pass it on toward the hub. Returns its payload."""
+    payload = verify_batch(data)
+    folder = outbox_folder(outbox, payload["box"])
+    path = folder / f"{payload['batch']:08d}.json"
+    if not path.exists() and not is_acknowledged(outbox, payload["box"], payload["batch"]):
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, data)
+    return payload
+
+
+def _acks_path(outbox: Path) -> Path:
+    return outbox / "acks.json"
+
+
+def load_acks(outbox: Path) -> dict[str, dict[str, str]]:
+    """Hub-signed acknowledgements this box knows: {box: {batch: signature}}."""
+    try:
+        return json.loads(_acks_path(outbox).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def is_acknowledged(outbox: Path, box: str, batch: int) -> bool:
+    return str(int(batch)) in load_acks(outbox).get(box, {})
+
+
+def remember_acks(outbox: Path, acks: list[dict], hub_public_b64: str | None) -> int:
+    """Keep hub-signed acks (checked with the hub's key when known) and drop the batches they cover."""
+    known = load_acks(outbox)
+    added = 0
+    for ack in acks:
+        try:
+            box, batch, signature = str(ack["box"]), int(ack["batch"]), str(ack["signature"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if hub_public_b64 is not None and not verify_ack(box, batch, signature, hub_public_b64):
+            logger.warning("ignored an acknowledgement for %s/%s: not signed by the hub", box[:8], batch)
+            continue
+        if str(batch) not in known.setdefault(box, {}):
+            known[box][str(batch)] = signature
+            added += 1
+        acknowledge(outbox, box, batch)
+    if added:
+        outbox.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(_acks_path(outbox), json.dumps(known).encode())
+    return added
+
+
+def verify_ack(box: str, batch: int, signature: str, hub_public_b64: str) -> bool:
+    try:
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(hub_public_b64, validate=True))
+        key.verify(base64.b64decode(signature, validate=True), ack_message(box, batch))
+    except (ValueError, InvalidSignature, TypeError):
+        return False
+    return True

@@ -5,7 +5,7 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, api, books, home, opds, portal, reader, search
+    from . import admin, api, books, home, opds, peer, portal, reader, search
 
-    for module in (home, search, books, reader, api, opds, portal, admin):
+    for module in (home, search, books, reader, api, opds, peer, portal, admin):
         app.register_blueprint(module.bp)

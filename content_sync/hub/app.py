@@ -26,7 +26,7 @@ from appliance.charts import bar_chart
 from appliance.fsutil import atomic_write_bytes, atomic_write_text
 
 from .. import bundles
-from ..statsbatch import BatchInvalid, verify_batch
+from ..statsbatch import BatchInvalid, ack_message, verify_batch
 from .store import SqliteHubStore
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,21 @@ def public_b64(key: Ed25519PrivateKey) -> str:
 
 def registration_message(box: str, name: str, status: dict) -> bytes:
     return json.dumps({"box": box, "name": name, "status": status}, sort_keys=True, ensure_ascii=False).encode()
+
+
+def check_registration(body: object) -> tuple[str, str, dict]:
+    """(box key, name, status) of a registration signed by that box's key; ValueError otherwise."""
+    if not isinstance(body, dict):
+        raise ValueError("a registration is a JSON object")
+    box, name, status = body.get("box"), body.get("name", ""), body.get("status", {})
+    if not isinstance(box, str) or not isinstance(name, str) or not isinstance(status, dict):
+        raise ValueError("box, name and status are needed")
+    try:
+        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(box, validate=True))
+        public.verify(base64.b64decode(body.get("signature", ""), validate=True), registration_message(box, name, status))
+    except (ValueError, InvalidSignature, TypeError):
+        raise ValueError("the registration is not signed by that box key") from None
+    return box, name, status
 
 
 def time_message(moment: float) -> bytes:
@@ -88,18 +103,10 @@ def create_hub_app(data_dir: Path, clock=time.time) -> Flask:
 
     @app.post("/api/v1/boxes")
     def register():
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            abort(400, "send JSON")
-        box, name, status = body.get("box"), body.get("name", ""), body.get("status", {})
-        if not isinstance(box, str) or not isinstance(name, str) or not isinstance(status, dict):
-            abort(400, "box, name and status are needed")
         try:
-            public = Ed25519PublicKey.from_public_bytes(base64.b64decode(box, validate=True))
-            public.verify(base64.b64decode(body.get("signature", ""), validate=True),
-                          registration_message(box, name, status))
-        except (ValueError, InvalidSignature, TypeError):
-            abort(403, "the registration is not signed by that box key")
+            box, name, status = check_registration(request.get_json(silent=True))
+        except ValueError as e:
+            abort(403, str(e))
         store.register_box(box, name, status)
         return jsonify(registered=True, time=clock())
 
@@ -114,7 +121,9 @@ def create_hub_app(data_dir: Path, clock=time.time) -> Flask:
         if not store.is_registered(box):
             abort(403, "this box is not registered with the hub")
         new = store.add_batch(box, payload["batch"], payload, via=request.headers.get("X-Carried-By", "")[:100])
-        return jsonify(ack=[{"box": box, "batch": payload["batch"]}], new=new)
+        # The acknowledgement is signed, so a van can carry it back and the box can believe it.
+        signature = base64.b64encode(key.sign(ack_message(box, payload["batch"]))).decode("ascii")
+        return jsonify(ack=[{"box": box, "batch": payload["batch"], "signature": signature}], new=new)
 
     @app.get("/api/v1/time")
     def signed_time():
