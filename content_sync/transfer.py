@@ -179,15 +179,18 @@ class Downloader:
 
     def _retrying(self, action: Callable[[int], object], what: str):
         attempt = 0
+        failures = 0  # in a row without progress: a link that still moves data is retried at once
         while True:
             attempt += 1
+            before = self.bytes_received
             try:
                 return action(attempt)
             except Exception as e:
                 if not is_retryable(e) or attempt >= self.max_attempts:
                     raise
                 self.cuts += 1
-                wait = backoff(attempt, base=0.2, cap=30.0, rng=self.rng)
+                failures = 1 if self.bytes_received > before else failures + 1
+                wait = backoff(failures, base=0.2, cap=30.0, rng=self.rng)
                 logger.info("%s: %s; trying again in %.1f s", what, e, wait)
                 self.policy.sleep(wait)
 

@@ -31,7 +31,12 @@ class LinkProxy:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        def stop() -> None:
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+            self._loop.stop()
+
+        self._loop.call_soon_threadsafe(stop)
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
@@ -75,6 +80,9 @@ class LinkProxy:
                 pass
             finally:
                 for w in (client_writer, server_writer):
-                    w.close()
+                    try:
+                        w.close()
+                    except RuntimeError:  # the loop is shutting down
+                        pass
 
         await asyncio.gather(pipe(client_reader, server_writer, False), pipe(server_reader, client_writer, True))
