@@ -110,6 +110,17 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
     init_uploads(app)
     register_blueprints(app)
     register_error_handlers(app)
+    @app.after_request
+    def revalidate(response):
+        """HTML pages carry an ETag so a phone coming back gets 304 and downloads nothing."""
+        from flask import request
+
+        if (request.method == "GET" and response.status_code == 200 and response.mimetype == "text/html"
+                and not response.direct_passthrough and "ETag" not in response.headers):
+            response.add_etag()
+            response.make_conditional(request)
+        return response
+
     from .discovery import template_context
 
     app.context_processor(template_context)

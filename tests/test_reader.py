@@ -154,3 +154,10 @@ def test_interface_speaks_the_readers_languages(client, book, language, expected
     assert chosen.status_code == 303
     assert "Sách mới về" in client.get("/", headers={"Accept-Language": "fr"}).get_data(as_text=True)
     client.delete_cookie("lang")
+
+
+def test_pages_revalidate_with_etags(client, book):
+    first = client.get("/books/1")
+    assert first.headers.get("ETag")
+    again = client.get("/books/1", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
