@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import io
+from functools import lru_cache
 
 import qrcode
 import qrcode.image.svg
 from markupsafe import Markup
 
 
+@lru_cache(maxsize=1024)  # drawing a code costs milliseconds; a book's page asks for the same one again and again
 def qr_svg(text: str, label: str) -> Markup:
     """An SVG QR code of ``text`` with an accessible label."""
     image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, box_size=10, border=2)

@@ -161,3 +161,11 @@ def test_pages_revalidate_with_etags(client, book):
     assert first.headers.get("ETag")
     again = client.get("/books/1", headers={"If-None-Match": first.headers["ETag"]})
     assert again.status_code == 304 and again.data == b""
+
+
+def test_vertical_japanese_sample_is_set_vertically(client, settings, shared_dir):
+    book = shared_dir / "corpus" / "epub3-samples" / "kusamakura-japanese-vertical-writing.epub"
+    import_files(settings, [book])
+    html = client.get("/books/1/read/2").get_data(as_text=True)
+    assert 'class="chapter vertical"' in html and 'lang="ja"' in html
+    assert "<ruby>" in html  # furigana kept

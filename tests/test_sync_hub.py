@@ -119,6 +119,13 @@ def test_release_installed_and_statistics_received_exactly_once(hub, publisher, 
     # The hub knows the box, its channels and disk, and shows them to staff.
     row = hub_db.execute("SELECT name, status FROM boxes").fetchone()
     assert json.loads(row[1])["channels"] == {CHANNEL: 1}
+    # No hub table holds anything about a reader or the box's network.
+    import re
+
+    for (table,) in hub_db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+        dump = json.dumps(hub_db.execute(f"SELECT * FROM {table}").fetchall())
+        assert not re.search(r"\b(?:\d{1,3}\.){3}\d{1,3}\b", dump), table
+        assert "Mozilla" not in dump and "User-Agent" not in dump
     page = urllib.request.urlopen(hub_url + "/").read().decode()
     assert settings.box_name in page and "<svg" in page
     hub_db.close()
