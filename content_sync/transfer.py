@@ -189,8 +189,11 @@ class Downloader:
                 if not is_retryable(e) or attempt >= self.max_attempts:
                     raise
                 self.cuts += 1
-                failures = 1 if self.bytes_received > before else failures + 1
-                wait = backoff(failures, base=0.2, cap=30.0, rng=self.rng)
+                progressed = self.bytes_received > before
+                failures = 0 if progressed else failures + 1
+                # Data was still flowing: reconnect at once. A link that gives nothing waits longer
+                # each time, so nothing spins in a tight loop.
+                wait = 0.0 if progressed else backoff(failures, base=0.2, cap=30.0, rng=self.rng)
                 logger.info("%s: %s; trying again in %.1f s", what, e, wait)
                 self.policy.sleep(wait)
 

@@ -234,3 +234,20 @@ def test_daily_budget_and_allowed_hours(hub, publisher, settings, make_epub, tmp
     assert downloader.bytes_received <= size + 64 * 1024 + 16 * 1024
     assert apply.installed_version(db, CHANNEL) == 1
     db.close()
+
+
+def test_what_is_retried_and_how_long_it_waits():
+    from content_sync.sources import BlobTooLarge
+    from content_sync.transfer import HttpStatusError, is_retryable
+
+    assert is_retryable(ConnectionResetError()) and is_retryable(TimeoutError())
+    assert is_retryable(HttpStatusError(503, "busy")) and is_retryable(HttpStatusError(429, "slow down"))
+    assert not is_retryable(HttpStatusError(404, "gone")) and not is_retryable(BlobTooLarge("x"))
+    assert not is_retryable(LinkClosed("budget"))
+    sleeps: list[float] = []
+    closed_port = free_port()
+    downloader = Downloader(f"http://127.0.0.1:{closed_port}/", LinkPolicy(sleep=sleeps.append), max_attempts=6,
+                            rng=random.Random(3))
+    with pytest.raises(OSError):
+        downloader.get("anything", 100)
+    assert len(sleeps) == 5 and sleeps == sorted(sleeps) and sleeps[-1] > 4 * sleeps[0]
