@@ -25,7 +25,9 @@ class LibraryState:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.blobs = BlobStore(settings.blobs_dir)
-        self.index = SearchIndex(settings.index_dir)
+        from .catalog import chapter_loader
+
+        self.index = SearchIndex(settings.index_dir, chapter_loader=chapter_loader(settings.db_path))
         self.index_lock = threading.Lock()
         self.index_state = "unknown"  # unknown | current | rebuilding | failed
         self.stats = None  # appliance.stats.Recorder, set by create_app

@@ -330,3 +330,20 @@ def referenced_blobs(db: sqlite_utils.Database) -> set[str]:
     for row in db.execute("SELECT sha256, cover_sha256, thumb_sha256 FROM books"):
         out.update(h for h in row if h)
     return out
+
+
+def chapter_loader(db_path):
+    """A function giving a book's chapters as (position, title, text), in order, read one at a time
+    from the catalog (for the search index's snippets; safe to call from any thread)."""
+    import sqlite3
+
+    def chapters(book_id: int):
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+        try:
+            for position, title, text_z in conn.execute(
+                    "SELECT position, title, text_z FROM chapters WHERE book_id = ? ORDER BY position", [book_id]):
+                yield position, title or "", zlib.decompress(text_z).decode("utf-8") if text_z else ""
+        finally:
+            conn.close()
+
+    return chapters

@@ -12,14 +12,12 @@ leaves ``CURRENT`` naming a complete index. The index is derived from the
 catalog: when it is missing or damaged, ``is_usable`` says so, ``search`` raises
 ``IndexUnavailable`` and a rebuild makes a fresh one.
 
-Documents. Each book gives one *book* document (title, authors, subjects,
-description and the text of all its chapters together in ``all``) and one *chapter*
-document per chapter (chapter title and text, and the chapter text stored
-zlib-compressed, capped, for snippets). A search runs on book documents only,
-so ranking, the total and the facet counts are per book, and words may come
-from different chapters; then, for the books on the asked page only, the
-same words are looked up among their chapter documents to name the best
-chapter and cut a snippet from it.
+Documents. Each book gives one document (title, authors, subjects, description
+and the text of all its chapters together in ``all``), so ranking, the total and
+the facet counts are per book, and words may come from different chapters. The
+chapter where the words are, and a snippet of it, are found for the books on the
+asked page only, in the chapter texts the catalog keeps (``chapter_loader``): the
+index holds no second copy of the text.
 
 Queries. Words are folded like the text (``appliance.textfold``); every word
 must match (in any field) unless the query finds nothing that way, in which
@@ -41,7 +39,6 @@ import re
 import shutil
 import threading
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -65,7 +62,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["IndexDoc", "Hit", "SearchPage", "IndexUnavailable", "IndexBusy", "SearchIndex", "parse_query"]
 
 # Bumped when the schema or the analysis changes; an index of another format is rebuilt.
-FORMAT = "2"
+FORMAT = "3"
 POINTER = "CURRENT"
 FORMAT_FILE = "FORMAT"
 REBUILD_LOCK = "rebuild.lock"
@@ -78,14 +75,13 @@ GAP = 100  # position gap at a separator
 # matches in the title and the authors add to the score, so they rank above text-only matches.
 MATCH_FIELDS = (("all", 1.0),)
 BOOST_FIELDS = (("title", 6.0), ("authors", 5.0), ("subject_words", 2.5))
-CHAPTER_FIELDS = (("ctitle", 2.0), ("ctext", 1.0))
+MAX_SNIPPET_CHAPTERS = 40  # chapters of one book read to find the words, at most
 
 MAX_QUERY_CHARS = 500
 MAX_QUERY_CLAUSES = 12
 MAX_PAGELEN = 100
 SNIPPET_CHARS = 200
 SNIPPET_WINDOW = 4000
-STORED_TEXT_CHARS = 100_000  # per chapter; beyond it snippets come from text_loader, if given
 DESCRIPTION_CHARS = 2_000
 WRITE_TIMEOUT = 120.0  # seconds to wait for another writer before giving up
 WRITER_MB = 32  # Whoosh writer memory before it spills to disk
@@ -208,10 +204,6 @@ def make_schema() -> Schema:
         language=ID(),
         subjects=FieldType(format=Existence(), analyzer=ValuesTokenizer(), scorable=False),
         blurb=STORED(),  # capped description, for the snippet of a title/author match
-        ctitle=_text(stored=True),
-        ctext=_text(),
-        position=STORED(),
-        text_z=STORED(),
     )
 
 
@@ -283,13 +275,6 @@ def _ranked_query(parsed: ParsedQuery) -> Query:
     matching a second time), plus more when the clauses are in the title, authors or subjects."""
     words = sorted(parsed.words())
     return AndMaybe(Or([Term("all", w) for w in words]), Or([_clause(BOOST_FIELDS, toks) for toks in parsed.required]))
-
-
-def _chapter_query(parsed: ParsedQuery) -> Query:
-    """Chapters with the most of the query's words (plain terms: it only picks the chapter to cut a
-    snippet from; the caller limits it to the books on the page)."""
-    words = sorted(parsed.words())
-    return Or([Term(name, w, boost=boost) for name, boost in CHAPTER_FIELDS for w in words])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -450,15 +435,14 @@ class SearchIndex:
     run one at a time, writes are serialized, and other processes writing are
     waited for through Whoosh's file lock.
 
-    ``text_loader(book_id, position)`` may return the full text of a chapter, for
-    snippets of matches that lie beyond the part of a chapter stored in the index.
+    ``chapter_loader(book_id)`` yields a book's chapters as (position, title, text), in
+    order; with it, hits name the chapter where the words are and show a snippet of it.
     """
 
-    def __init__(self, folder: Path, *, text_loader: Callable[[int, int], str | None] | None = None,
-                 stored_text_chars: int = STORED_TEXT_CHARS):
+    def __init__(self, folder: Path, *,
+                 chapter_loader: Callable[[int], Iterable[tuple[int, str, str]]] | None = None):
         self.folder = Path(folder)
-        self.text_loader = text_loader
-        self.stored_text_chars = stored_text_chars
+        self.chapter_loader = chapter_loader
         self._search_lock = threading.Lock()
         self._write_lock = threading.RLock()
         self._searcher = None
@@ -545,11 +529,11 @@ class SearchIndex:
             with ix.searcher() as s:
                 reader = s.reader()
                 total = reader.doc_count_all()
-                for name in ("kind", "book_id", "language", "title", "all", "ctext"):
+                for name in ("kind", "book_id", "language", "title", "all"):
                     for n, _term in enumerate(reader.lexicon(name)):
                         if n >= 2:
                             break
-                for kind in ("b", "c"):
+                for kind in ("b",):
                     for n, docnum in enumerate(s.docs_for_query(Term("kind", kind))):
                         s.stored_fields(docnum)
                         if n >= 2:
@@ -619,47 +603,35 @@ class SearchIndex:
 
     def _hits(self, searcher, parsed: ParsedQuery, top: list[tuple[int, float]]) -> tuple[Hit, ...]:
         book_of = _BookColumn(searcher)
-        books = [(book_of[d], d, score) for d, score in top]
-        best: dict[int, int] = {}  # book id -> docnum of its best chapter
-        results = searcher.search(And([Or([Term("book_id", str(b)) for b, _, _ in books]), _chapter_query(parsed)]),
-                                  limit=None)
-        for n in range(results.scored_length()):
-            docnum = results.docnum(n)
-            best.setdefault(book_of[docnum], docnum)
         words = frozenset(parsed.words())
         out = []
-        for book_id, docnum, score in books:
-            if book_id not in best:
+        for docnum, score in top:
+            book_id = book_of[docnum]
+            found = self._chapter_hit(book_id, words)
+            if found is None:
                 blurb = searcher.stored_fields(docnum).get("blurb") or ""
                 out.append(Hit(book_id, float(score), None, None, make_snippet(blurb, words)))
-                continue
-            ch = searcher.stored_fields(best[book_id])
-            out.append(Hit(book_id, float(score), ch.get("position"), ch.get("ctitle") or "",
-                           self._chapter_snippet(book_id, ch, words)))
+            else:
+                out.append(Hit(book_id, float(score), found[0], found[1], found[2]))
         return tuple(out)
 
-    def _chapter_snippet(self, book_id: int, ch: dict, words: frozenset[str]) -> str:
-        stored = ch.get("text_z")
-        text = zlib.decompress(stored).decode("utf-8") if stored else ""
-        snippet = make_snippet(text, words)
-        if snippet:
-            return snippet
-        full = None
-        if self.text_loader is not None and ch.get("position") is not None:
-            try:
-                full = self.text_loader(book_id, ch["position"])
-            except Exception:
-                logger.warning("could not load chapter %s of book %s for a snippet", ch["position"], book_id,
-                               exc_info=True)
-        if full:
-            snippet = make_snippet(full, words)
-            if snippet:
-                return snippet
-        opening = text or full or ""
-        if not opening:
-            return ""
-        cut = opening[:SNIPPET_CHARS]
-        return html.escape(" ".join(cut.split()), quote=False) + ("…" if len(opening) > SNIPPET_CHARS else "")
+    def _chapter_hit(self, book_id: int, words: frozenset[str]) -> tuple[int, str, str] | None:
+        """(position, title, snippet) of the first chapter where the words are, read from the catalog."""
+        if self.chapter_loader is None:
+            return None
+        try:
+            for n, (position, title, text) in enumerate(self.chapter_loader(book_id)):
+                if n >= MAX_SNIPPET_CHAPTERS:
+                    break
+                snippet = make_snippet(text or "", words)
+                if snippet:
+                    return int(position), title or "", snippet
+                if title and _locator(words).search(fold(title)):
+                    opening = " ".join((text or "")[:SNIPPET_CHARS].split())
+                    return int(position), title, html.escape(opening, quote=False)
+        except Exception:
+            logger.warning("could not read the chapters of book %s for a snippet", book_id, exc_info=True)
+        return None
 
     def book_ids(self) -> set[int]:
         """Ids of the books in the index (empty when there is no usable index)."""
@@ -689,13 +661,6 @@ class SearchIndex:
             language=clean(doc.language or ""), subjects=SEP.join(s for s in map(clean, doc.subjects) if s),
             blurb=clean(doc.description)[:DESCRIPTION_CHARS],
         )
-        for position, title, text in chapters:
-            text = clean(text)
-            stored = text[: self.stored_text_chars]
-            yield dict(
-                kind="c", book_id=book_id, ctitle=clean(title), ctext=text, position=int(position),
-                text_z=zlib.compress(stored.encode("utf-8"), 6) if stored else b"",
-            )
 
     def _writer(self, ix, limitmb: int):
         try:
