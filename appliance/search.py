@@ -22,7 +22,8 @@ index holds no second copy of the text.
 Queries. Words are folded like the text (``appliance.textfold``); every word
 must match (in any field) unless the query finds nothing that way, in which
 case books matching any of the words are shown instead (``SearchPage.relaxed``
-is then True). ``"..."`` is a phrase; ``-word`` leaves out books with that word.
+is then True). ``"..."`` is a phrase: a book matches when it has each pair of neighbouring
+words of it (exact for two words, very close for more); ``-word`` leaves out books with that word.
 Nothing else in a query is syntax, so no input can make the search fail.
 Every word is looked for in one combined field (title, authors, subjects,
 description and text); matches in the title, authors and subjects then add to
@@ -62,7 +63,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["IndexDoc", "Hit", "SearchPage", "IndexUnavailable", "IndexBusy", "SearchIndex", "parse_query"]
 
 # Bumped when the schema or the analysis changes; an index of another format is rebuilt.
-FORMAT = "3"
+FORMAT = "4"
 POINTER = "CURRENT"
 FORMAT_FILE = "FORMAT"
 REBUILD_LOCK = "rebuild.lock"
@@ -71,9 +72,9 @@ SEP = "\x1f"  # between values of one field (authors, subjects, chapters): phras
 GAP = 100  # position gap at a separator
 
 # Field weights: a title or author match outranks a body-only match.
-# A book matches when every word is in ``all`` (title, authors, subjects, description and text);
-# matches in the title and the authors add to the score, so they rank above text-only matches.
-MATCH_FIELDS = (("all", 1.0),)
+# A book matches when every word is in ``all`` (title, authors, subjects, description and text)
+# and every quoted phrase's word pairs are in ``pairs``; matches in the title, the authors and the
+# subjects add to the score, so they rank above text-only matches.
 BOOST_FIELDS = (("title", 6.0), ("authors", 5.0), ("subject_words", 2.5))
 MAX_SNIPPET_CHAPTERS = 40  # chapters of one book read to find the words, at most
 
@@ -172,6 +173,40 @@ class FoldTokenizer(Tokenizer):
             pos += GAP
 
 
+class PairTokenizer(Tokenizer):
+    """Each two neighbouring folded words as one term (``"con duong"``), for quoted phrases.
+
+    A phrase of n words matches a book that has its n-1 word pairs: no positions are stored or
+    read, which keeps phrase search fast on whole books. Pairs never span a ``SEP``.
+    """
+
+    def __call__(self, value, positions=False, chars=False, keeporiginal=False, removestops=True,
+                 start_pos=0, start_char=0, tokenize=True, mode="", **kwargs) -> Iterator[Token]:
+        t = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
+        if not tokenize:
+            t.original = t.text = value
+            t.boost = 1.0
+            yield t
+            return
+        for part in value.split(SEP):
+            previous = None
+            for m in WORD.finditer(fold(part)):
+                word = m.group()
+                if word.strip("_") == "":
+                    continue
+                word = word[:64]
+                if previous is not None:
+                    t.text = f"{previous} {word}"
+                    t.boost = 1.0
+                    t.stopped = False
+                    yield t
+                previous = word
+
+
+def pairs_of(toks: tuple[str, ...]) -> list[str]:
+    return [f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)]
+
+
 class ValuesTokenizer(Tokenizer):
     """Each ``SEP``-separated value, unchanged, is one term (exact subject and language filters)."""
 
@@ -189,8 +224,8 @@ class ValuesTokenizer(Tokenizer):
             yield t
 
 
-def _text(stored: bool = False) -> TEXT:
-    return TEXT(analyzer=FoldTokenizer(), phrase=True, stored=stored)
+def _text(stored: bool = False, phrase: bool = True) -> TEXT:
+    return TEXT(analyzer=FoldTokenizer(), phrase=phrase, stored=stored)
 
 
 def make_schema() -> Schema:
@@ -200,7 +235,8 @@ def make_schema() -> Schema:
         title=_text(),
         authors=_text(),
         subject_words=_text(),
-        all=_text(),
+        all=_text(phrase=False),  # no positions: phrases go through ``pairs``
+        pairs=TEXT(analyzer=PairTokenizer(), phrase=False),
         language=ID(),
         subjects=FieldType(format=Existence(), analyzer=ValuesTokenizer(), scorable=False),
         blurb=STORED(),  # capped description, for the snippet of a title/author match
@@ -261,12 +297,19 @@ def _clause(fields: tuple[tuple[str, float], ...], toks: tuple[str, ...]) -> Que
     return Or([Phrase(name, list(toks), boost=boost) for name, boost in fields])
 
 
+def _match_clause(toks: tuple[str, ...]) -> Query:
+    """A word in the combined field, or a phrase as all of its word pairs."""
+    if len(toks) == 1:
+        return Term("all", toks[0])
+    return And([Term("pairs", pair) for pair in pairs_of(toks)])
+
+
 def _book_query(parsed: ParsedQuery, any_word: bool = False) -> Query:
     """The books matching ``parsed`` (every clause, or any with ``any_word``), unscored."""
-    clauses = [_clause(MATCH_FIELDS, toks) for toks in parsed.required]
+    clauses = [_match_clause(toks) for toks in parsed.required]
     q: Query = Or(clauses) if any_word else And(clauses)
     if parsed.excluded:
-        q = AndNot(q, Or([_clause(MATCH_FIELDS, toks) for toks in parsed.excluded]))
+        q = AndNot(q, Or([_match_clause(toks) for toks in parsed.excluded]))
     return q
 
 
@@ -653,11 +696,13 @@ class SearchIndex:
         book_id = str(int(doc.book_id))
         chapters = tuple(doc.chapters)
         body = SEP.join(f"{clean(t)}\n{clean(x)}" for _, t, x in chapters)
+        combined = SEP.join([clean(doc.title), *map(clean, doc.authors), *map(clean, doc.subjects),
+                             clean(doc.description), body])
         yield dict(
             kind="b", book_id=book_id, title=clean(doc.title), authors=SEP.join(clean(a) for a in doc.authors),
             subject_words=SEP.join(clean(s) for s in doc.subjects),
-            all=SEP.join([clean(doc.title), *map(clean, doc.authors), *map(clean, doc.subjects),
-                          clean(doc.description), body]),
+            all=combined,
+            pairs=combined,
             language=clean(doc.language or ""), subjects=SEP.join(s for s in map(clean, doc.subjects) if s),
             blurb=clean(doc.description)[:DESCRIPTION_CHARS],
         )
