@@ -1,4 +1,4 @@
-"""The full-text search index (the only module that knows Whoosh).
+"""The full-text search index (with ``appliance.postings``, the only modules that know Whoosh).
 
 Layout of the index folder (``LIBRARY_HOME/index``)::
 
@@ -27,7 +27,9 @@ words of it (exact for two words, very close for more); ``-word`` leaves out boo
 Nothing else in a query is syntax, so no input can make the search fail.
 Every word is looked for in one combined field (title, authors, subjects,
 description and text); matches in the title, authors and subjects then add to
-the score, so they rank above matches in the text only.
+the score, so they rank above matches in the text only. Matching, counting and
+ranking run on arrays of postings (``appliance.postings``), not on Whoosh's
+matchers.
 """
 from __future__ import annotations
 
@@ -40,22 +42,22 @@ import re
 import shutil
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 from whoosh import index as whoosh_index
 from whoosh.analysis import Token, Tokenizer
 from whoosh.fields import ID, STORED, TEXT, FieldType, Schema
 from whoosh.filedb.filestore import FileStorage
 from whoosh.formats import Existence
-from whoosh.query import And, AndMaybe, AndNot, Or, Phrase, Query, Term
-from whoosh.scoring import BM25F
+from whoosh.query import Term
 from whoosh.writing import LockError
 
 from .fsutil import atomic_write_text, fsync_dir
+from .postings import ReaderTables
 from .textfold import WORD, clean, fold, iter_folded_tokens
 
 logger = logging.getLogger(__name__)
@@ -291,33 +293,35 @@ def _add_words(chunk: str, add: Callable[[str, bool], None]) -> None:
         add(word[1:] if negate else word, negate)
 
 
-def _clause(fields: tuple[tuple[str, float], ...], toks: tuple[str, ...]) -> Query:
+def _clause_mask(tables: ReaderTables, toks: tuple[str, ...]) -> np.ndarray:
+    """Books having a word in the combined field, or a phrase's every word pair."""
     if len(toks) == 1:
-        return Or([Term(name, toks[0], boost=boost) for name, boost in fields])
-    return Or([Phrase(name, list(toks), boost=boost) for name, boost in fields])
+        return tables.mask("all", toks[0])
+    return tables.all_of("pairs", pairs_of(toks))
 
 
-def _match_clause(toks: tuple[str, ...]) -> Query:
-    """A word in the combined field, or a phrase as all of its word pairs."""
-    if len(toks) == 1:
-        return Term("all", toks[0])
-    return And([Term("pairs", pair) for pair in pairs_of(toks)])
+def _matching(tables: ReaderTables, parsed: ParsedQuery, any_word: bool = False) -> np.ndarray:
+    """The books matching ``parsed`` (every clause, or any with ``any_word``)."""
+    masks = [_clause_mask(tables, toks) for toks in parsed.required]
+    out = masks[0]
+    for m in masks[1:]:
+        out = (out | m) if any_word else (out & m)
+    for toks in parsed.excluded:
+        out &= ~_clause_mask(tables, toks)
+    return out
 
 
-def _book_query(parsed: ParsedQuery, any_word: bool = False) -> Query:
-    """The books matching ``parsed`` (every clause, or any with ``any_word``), unscored."""
-    clauses = [_match_clause(toks) for toks in parsed.required]
-    q: Query = Or(clauses) if any_word else And(clauses)
-    if parsed.excluded:
-        q = AndNot(q, Or([_match_clause(toks) for toks in parsed.excluded]))
-    return q
-
-
-def _ranked_query(parsed: ParsedQuery) -> Query:
-    """Scores for books already known to match: their words in the text (plain terms, no phrase
-    matching a second time), plus more when the clauses are in the title, authors or subjects."""
-    words = sorted(parsed.words())
-    return AndMaybe(Or([Term("all", w) for w in words]), Or([_clause(BOOST_FIELDS, toks) for toks in parsed.required]))
+def _scores(tables: ReaderTables, parsed: ParsedQuery) -> np.ndarray:
+    """Every book's score: its words in the text, plus more for clauses in the title, authors
+    and subjects."""
+    scores = np.zeros(tables.size, dtype=np.float32)
+    for word in sorted(parsed.words()):
+        ids, s = tables.bm25("all", word)
+        scores[ids] += s
+    for toks in parsed.required:
+        for name, boost in BOOST_FIELDS:
+            scores += boost * tables.field_score(name, toks)
+    return scores
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -400,46 +404,6 @@ def _matching_spans(text: str, words: frozenset[str], start: int, end: int) -> l
 # The index
 
 
-@dataclass
-class _Facts:
-    """Per-reader tables of the book documents: language and subjects by document number."""
-
-    language_of: dict[int, str] = field(default_factory=dict)
-    subjects_of: dict[int, tuple[str, ...]] = field(default_factory=dict)
-    language_docs: dict[str, set[int]] = field(default_factory=dict)
-    subject_docs: dict[str, set[int]] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, reader) -> _Facts:
-        facts = cls()
-        subjects: dict[int, list[str]] = {}
-        for name, table, docs in (("language", None, facts.language_docs), ("subjects", subjects, facts.subject_docs)):
-            for raw in reader.lexicon(name):
-                value = raw.decode("utf-8")
-                ids = set(reader.postings(name, value).all_ids())
-                if not ids:
-                    continue
-                docs[value] = ids
-                for d in ids:
-                    if table is None:
-                        facts.language_of[d] = value
-                    else:
-                        table.setdefault(d, []).append(value)
-        facts.subjects_of = {d: tuple(v) for d, v in subjects.items()}
-        return facts
-
-
-class _BookColumn:
-    """Book id of a document number, read from the book_id column."""
-
-    def __init__(self, searcher):
-        self._column = searcher.reader().column_reader("book_id")
-
-    def __getitem__(self, docnum: int) -> int:
-        value = self._column[docnum]
-        return int(value.decode("ascii") if isinstance(value, bytes) else value)
-
-
 class _FileLock:
     """An flock on a file, held until release() or the end of the process."""
 
@@ -491,8 +455,8 @@ class SearchIndex:
         self._searcher = None
         self._searcher_gen: str | None = None
         self._pointer_stamp: tuple[int, int] | None = None
-        self._facts: _Facts | None = None
-        self._facts_key: object = None
+        self._tables: ReaderTables | None = None
+        self._tables_key: object = None
 
     # -- generations ------------------------------------------------------------------------------
 
@@ -530,8 +494,8 @@ class SearchIndex:
                 logger.debug("closing the searcher failed", exc_info=True)
         self._searcher = None
         self._searcher_gen = None
-        self._facts = None
-        self._facts_key = None
+        self._tables = None
+        self._tables_key = None
 
     def _get_searcher(self):
         """The shared searcher, reopened when the generation changed, refreshed after commits."""
@@ -547,7 +511,7 @@ class SearchIndex:
             raise IndexUnavailable(f"no search index in {self.folder}")
         try:
             ix = self._open(gen)
-            searcher = ix.searcher(weighting=BM25F())
+            searcher = ix.searcher()
         except IndexUnavailable:
             raise
         except Exception as e:
@@ -555,12 +519,12 @@ class SearchIndex:
         self._searcher, self._searcher_gen, self._pointer_stamp = searcher, gen, stamp
         return searcher
 
-    def _facts_for(self, searcher) -> _Facts:
+    def _tables_for(self, searcher) -> ReaderTables:
         key = (self._searcher_gen, searcher.reader().generation(), id(searcher))
-        if self._facts is None or self._facts_key != key:
-            self._facts = _Facts.of(searcher.reader())
-            self._facts_key = key
-        return self._facts
+        if self._tables is None or self._tables_key != key:
+            self._tables = _tables(searcher.reader())
+            self._tables_key = key
+        return self._tables
 
     def is_usable(self) -> bool:
         """True when the index exists, opens and reads back without error."""
@@ -583,7 +547,7 @@ class SearchIndex:
                             break
                 if total:
                     s.stored_fields(total - 1)
-                _Facts.of(reader)
+                _tables(reader)
             return True
         except Exception as e:
             logger.warning("search index in %s is not usable: %r", self.folder / gen, e)
@@ -613,43 +577,33 @@ class SearchIndex:
 
     def _search(self, searcher, query: str, parsed: ParsedQuery, language: str | None, subject: str | None,
                 page: int, pagelen: int) -> SearchPage:
-        facts = self._facts_for(searcher)
+        tables = self._tables_for(searcher)
         relaxed = False
-        bq = _book_query(parsed)
-        matches = set(searcher.docs_for_query(bq))
-        if not matches and len(parsed.required) > 1:
-            bq = _book_query(parsed, any_word=True)
-            matches = set(searcher.docs_for_query(bq))
-            relaxed = bool(matches)
-        languages = Counter(facts.language_of[d] for d in matches if d in facts.language_of)
-        subjects: Counter[str] = Counter()
-        for d in matches:
-            subjects.update(facts.subjects_of.get(d, ()))
+        matches = _matching(tables, parsed)
+        if not matches.any() and len(parsed.required) > 1:
+            matches = _matching(tables, parsed, any_word=True)
+            relaxed = bool(matches.any())
+        languages = tables.language_counts(matches)
+        subjects = tables.subject_counts(matches)
         allowed = matches
         if language is not None:
-            allowed = allowed & facts.language_docs.get(language, set())
+            allowed = allowed & tables.with_language(language)
         if subject is not None:
-            allowed = allowed & facts.subject_docs.get(subject, set())
-        total = len(allowed)
+            allowed = allowed & tables.with_subject(subject)
+        total = int(np.count_nonzero(allowed))
         hits: tuple[Hit, ...] = ()
         first = (page - 1) * pagelen
         if first < total:
-            top = self._top(searcher, _ranked_query(parsed), allowed, first + pagelen)[first:]
-            hits = self._hits(searcher, parsed, top)
-        return SearchPage(query, total, page, pagelen, hits, dict(languages.most_common()),
-                          dict(subjects.most_common()), relaxed)
+            top = tables.top(_scores(tables, parsed), allowed, first + pagelen)[first:]
+            hits = self._hits(searcher, tables, parsed, top)
+        return SearchPage(query, total, page, pagelen, hits, languages, subjects, relaxed)
 
-    def _top(self, searcher, ranked: Query, allowed: set[int], limit: int) -> list[tuple[int, float]]:
-        """(docnum, score) of the best ``limit`` allowed documents, best first."""
-        results = searcher.search(ranked, limit=limit, filter=allowed)
-        return [(results.docnum(n), results.score(n)) for n in range(results.scored_length())]
-
-    def _hits(self, searcher, parsed: ParsedQuery, top: list[tuple[int, float]]) -> tuple[Hit, ...]:
-        book_of = _BookColumn(searcher)
+    def _hits(self, searcher, tables: ReaderTables, parsed: ParsedQuery,
+              top: list[tuple[int, float]]) -> tuple[Hit, ...]:
         words = frozenset(parsed.words())
         out = []
         for docnum, score in top:
-            book_id = book_of[docnum]
+            book_id = int(tables.book_id[docnum])
             found = self._chapter_hit(book_id, words)
             if found is None:
                 blurb = searcher.stored_fields(docnum).get("blurb") or ""
@@ -681,8 +635,8 @@ class SearchIndex:
         with self._search_lock:
             try:
                 searcher = self._get_searcher()
-                book_of = _BookColumn(searcher)
-                return {book_of[d] for d in searcher.docs_for_query(Term("kind", "b"))}
+                tables = self._tables_for(searcher)
+                return {int(b) for b in tables.book_id[tables.live]}
             except IndexUnavailable:
                 return set()
             except Exception:
@@ -876,6 +830,11 @@ class SearchIndex:
         """Release the searcher and its files; safe to call more than once."""
         with self._search_lock:
             self._drop_searcher()
+
+
+def _tables(reader) -> ReaderTables:
+    return ReaderTables(reader, value_fields=("language", "subjects"),
+                        scored_fields=("all", *(name for name, _ in BOOST_FIELDS)), book_field="book_id")
 
 
 def _as_int(value: object, default: int) -> int:

@@ -7,6 +7,11 @@ Books are synthetic but made of real text: paragraphs of the Vietnamese public-d
 works in ../shared/corpus/vi (and English, French and Arabic samples from
 ../shared/corpus/epub3-samples), with titles, authors and subjects drawn from them.
 Prints a report; nothing is written outside a temporary folder unless --keep is given.
+
+Each query also runs through a peer in the same process: the same matching, facet counts and
+BM25 ranking done with Whoosh's own query matchers (how this box searched before
+``appliance.postings``). The report gives both latencies, their ratio, and whether both found the
+same number of books.
 """
 from __future__ import annotations
 
@@ -27,8 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from catalog_gen import SHARED, author_names, load_corpus  # noqa: E402
+from whoosh.query import And, AndMaybe, AndNot, Or, Term  # noqa: E402
+from whoosh.scoring import BM25F  # noqa: E402
+from whoosh.searching import Searcher  # noqa: E402
 
-from appliance.search import IndexDoc, SearchIndex  # noqa: E402
+from appliance.search import BOOST_FIELDS, IndexDoc, SearchIndex, pairs_of, parse_query  # noqa: E402
 
 SUBJECTS = ["Tiểu thuyết", "Truyện ngắn", "Thơ", "Lịch sử", "Nông nghiệp", "Sức khỏe", "Thiếu nhi", "Khoa học",
             "Văn học nước ngoài", "Giáo dục"]
@@ -44,6 +52,50 @@ def rss_mb() -> float:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def whoosh_peer(searcher, q: str, language: str | None = None, subject: str | None = None, page: int = 1,
+                pagelen: int = 20) -> int:
+    """The same search with Whoosh's matchers: returns the total (the page is ranked, then dropped)."""
+    from collections import Counter
+
+    parsed = parse_query(q)
+    if not parsed.required:
+        return 0
+
+    def clause(toks):
+        return Term("all", toks[0]) if len(toks) == 1 else And([Term("pairs", p) for p in pairs_of(toks)])
+
+    def matching(any_word=False):
+        qs = [clause(t) for t in parsed.required]
+        query = Or(qs) if any_word else And(qs)
+        if parsed.excluded:
+            query = AndNot(query, Or([clause(t) for t in parsed.excluded]))
+        return set(searcher.docs_for_query(query))
+
+    reader = searcher.reader()
+    matches = matching()
+    if not matches and len(parsed.required) > 1:
+        matches = matching(any_word=True)
+    languages, subjects = Counter(), Counter()
+    for name, counter in (("language", languages), ("subjects", subjects)):
+        for raw in reader.lexicon(name):
+            ids = set(reader.postings(name, raw.decode()).all_ids()) & matches
+            if ids:
+                counter[raw.decode()] = len(ids)
+    allowed = matches
+    if language:
+        allowed = allowed & set(reader.postings("language", language).all_ids()) if ("language", language) in reader else set()
+    if subject:
+        allowed = allowed & set(reader.postings("subjects", subject).all_ids()) if ("subjects", subject) in reader else set()
+    boosts = []
+    for toks in parsed.required:
+        for name, boost in BOOST_FIELDS:
+            boosts.append(And([Term(name, t, boost=boost) for t in toks]))
+    ranked = AndMaybe(Or([Term("all", w) for w in sorted(parsed.words())]), Or(boosts))
+    if allowed:
+        searcher.search(ranked, limit=page * pagelen, filter=allowed)
+    return len(allowed)
 
 
 def make_books(count: int, chapters: int, chapter_chars: int, seed: int) -> Iterator[IndexDoc]:
@@ -152,19 +204,31 @@ def main() -> None:
     print(f"first search after open: {(time.perf_counter() - t0) * 1000:.0f} ms")
 
     times: list[float] = []
+    peer_times: list[float] = []
     per_query = []
+    disagree = []
+    peer = Searcher(index._get_searcher().reader(), weighting=BM25F())
     for q, opts in queries:
         runs = []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
             page = index.search(q, **opts)
             runs.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            peer_total = whoosh_peer(peer, q, **opts)
+            peer_times.append((time.perf_counter() - t0) * 1000)
+        if peer_total != page.total:
+            disagree.append((q, opts, page.total, peer_total))
         times.extend(runs)
         per_query.append((statistics.median(runs), q, opts, page.total, page.relaxed,
                           sum(1 for h in page.hits if "<mark>" in h.snippet), len(page.hits)))
     times.sort()
-    p = lambda f: times[min(len(times) - 1, int(f * len(times)))]  # noqa: E731
+    peer_times.sort()
+    p = lambda f, t=times: t[min(len(t) - 1, int(f * len(t)))]  # noqa: E731
     print(f"{len(queries)} queries x {args.repeat}: p50 {p(0.5):.1f} ms, p95 {p(0.95):.1f} ms, max {times[-1]:.1f} ms")
+    print(f"peer (Whoosh matchers, no snippets): p50 {p(0.5, peer_times):.1f} ms, p95 {p(0.95, peer_times):.1f} ms; "
+          f"ratio box/peer p50 {p(0.5) / p(0.5, peer_times):.2f}, p95 {p(0.95) / p(0.95, peer_times):.2f}")
+    print(f"totals differing from the peer: {len(disagree)} {disagree[:5]}")
     print("slowest queries (median ms, query, options, total, relaxed, hits with <mark>/hits):")
     for row in sorted(per_query, reverse=True)[:8]:
         print(f"  {row[0]:6.1f}  {row[1]!r} {row[2]} total={row[3]} relaxed={row[4]} marked={row[5]}/{row[6]}")

@@ -155,3 +155,77 @@ def test_index_rebuilt_when_missing_corrupt_or_left_locked(library):
     finally:
         index.close()
         db.close()
+
+
+def _doc(book_id: int, text: str, *, title: str = "", language: str = "vi", subjects=()) -> "IndexDoc":
+    from appliance.search import IndexDoc
+    return IndexDoc(book_id, title or f"Sách {book_id}", (f"Tác giả {book_id % 3}",), tuple(subjects), language,
+                    "", ((1, "Một", text),))
+
+
+def test_search_over_several_commits_replacements_and_removals(tmp_path):
+    """Books added in several commits, one replaced, some removed: totals, facets, phrases and
+    exclusions agree with a plain reading of what each live book says."""
+    import random
+
+    rng = random.Random(5)
+    words = ["con", "đường", "bản", "núi", "mây", "nước", "sáng", "chiều", "khèn", "ngô"]
+    books: dict[int, tuple[str, str, tuple[str, ...]]] = {}
+    index = SearchIndex(tmp_path / "index")
+    try:
+        for batch in range(4):  # four commits, so four segments before any merge
+            docs = []
+            for n in range(batch * 30, batch * 30 + 30):
+                text = " ".join(rng.choice(words) for _ in range(12))
+                language = rng.choice(["vi", "vi", "en"])
+                subjects = tuple(rng.sample(["Thiếu nhi", "Nông nghiệp", "Truyện"], rng.randint(0, 2)))
+                books[n] = (text, language, subjects)
+                docs.append(_doc(n, text, language=language, subjects=subjects))
+            index.add_books(docs)
+        assert index.search("con").total == sum("con" in t.split() for t, _, _ in books.values())
+        books[7] = ("một câu hoàn toàn mới về khèn", "vi", ())
+        index.add_books([_doc(7, books[7][0])])
+        removed = [3, 31, 64, 65, 99]
+        index.remove_books(removed)
+        for n in removed:
+            del books[n]
+
+        def folded(text: str) -> list[str]:
+            return fold(text).split()
+
+        def has_phrase(text: str, phrase: str) -> bool:
+            w, p = folded(text), folded(phrase)
+            return any(w[i:i + len(p)] == p for i in range(len(w) - len(p) + 1))
+
+        assert index.book_ids() == set(books)
+        for query, test in [
+            ("nuoc", lambda t: "nuoc" in folded(t)),
+            ("nuoc sang", lambda t: {"nuoc", "sang"} <= set(folded(t))),
+            ('"con duong"', lambda t: has_phrase(t, "con đường")),
+            ("nui -may", lambda t: "nui" in folded(t) and "may" not in folded(t)),
+            ("hoan toan moi", lambda t: has_phrase(t, "hoàn toàn mới")),
+        ]:
+            expected = {n for n, (t, _, _) in books.items() if test(t)}
+            page = index.search(query, pagelen=100)
+            assert {h.book_id for h in page.hits} == expected, query
+            assert page.total == len(expected), query
+            languages: dict[str, int] = {}
+            for n in expected:
+                languages[books[n][1]] = languages.get(books[n][1], 0) + 1
+            assert page.languages == dict(sorted(languages.items(), key=lambda kv: (-kv[1], kv[0]))), query
+            subjects: dict[str, int] = {}
+            for n in expected:
+                for s in books[n][2]:
+                    subjects[s] = subjects.get(s, 0) + 1
+            assert dict(sorted(page.subjects.items())) == dict(sorted(subjects.items())), query
+            only_en = index.search(query, language="en", pagelen=100)
+            assert {h.book_id for h in only_en.hits} == {n for n in expected if books[n][1] == "en"}, query
+            children = index.search(query, subject="Thiếu nhi", pagelen=100)
+            assert {h.book_id for h in children.hits} == {n for n in expected if "Thiếu nhi" in books[n][2]}
+            scores = [h.score for h in page.hits]
+            assert scores == sorted(scores, reverse=True), query
+        # Pages are slices of one order: no book twice, none lost.
+        seen = [h.book_id for p in (1, 2, 3, 4, 5) for h in index.search("con", page=p, pagelen=7).hits]
+        assert len(seen) == len(set(seen)) == min(35, index.search("con").total)
+    finally:
+        index.close()
