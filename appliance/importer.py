@@ -141,8 +141,10 @@ class Importer:
         logger.warning("quarantined %s: %s", path, reason)
 
     def import_paths(self, paths: Iterable[Path], progress: Callable[[Path], None] | None = None,
-                     index_every: int = 50) -> ImportReport:
-        """Import every EPUB under ``paths``; the index is updated every ``index_every`` books and at the end."""
+                     index_every: int = 50, index_every_max: int = 1000) -> ImportReport:
+        """Import every EPUB under ``paths``; the index is updated after the first ``index_every`` books,
+        then after twice as many each time (up to ``index_every_max``), and at the end: new books become
+        searchable soon, and a large import does not spend its time committing small index updates."""
         report = ImportReport()
         since_index = 0
         for path in find_epubs(paths):
@@ -154,6 +156,7 @@ class Importer:
             if self.index is not None and since_index >= index_every:
                 catch_up(self.db, self.index)
                 since_index = 0
+                index_every = min(index_every * 2, max(index_every, index_every_max))
         if self.index is not None:
             catch_up(self.db, self.index)
         return report

@@ -23,7 +23,7 @@ Queries. Words are folded like the text (``appliance.textfold``); every word
 must match (in any field) unless the query finds nothing that way, in which
 case books matching any of the words are shown instead (``SearchPage.relaxed``
 is then True). ``"..."`` is a phrase: a book matches when it has each pair of neighbouring
-words of it (exact for two words, very close for more); ``-word`` leaves out books with that word.
+words of it (``pair_term`` says how rarely that is wrong); ``-word`` leaves out books with that word.
 Nothing else in a query is syntax, so no input can make the search fail.
 Every word is looked for in one combined field (title, authors, subjects,
 description and text); matches in the title, authors and subjects then add to
@@ -42,6 +42,7 @@ import re
 import shutil
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -65,7 +66,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["IndexDoc", "Hit", "SearchPage", "IndexUnavailable", "IndexBusy", "SearchIndex", "parse_query"]
 
 # Bumped when the schema or the analysis changes; an index of another format is rebuilt.
-FORMAT = "4"
+FORMAT = "5"
 POINTER = "CURRENT"
 FORMAT_FILE = "FORMAT"
 REBUILD_LOCK = "rebuild.lock"
@@ -175,8 +176,21 @@ class FoldTokenizer(Tokenizer):
             pos += GAP
 
 
+PAIR_BUCKETS = 1 << 22
+
+
+def pair_term(first: str, second: str) -> str:
+    """The ``pairs`` term of two neighbouring folded words: one of ``PAIR_BUCKETS`` buckets.
+
+    Hashing bounds the term table (a 10,000-book catalog has tens of millions of distinct word
+    pairs); the price is a rare false match, which needs a book that has every word of the phrase,
+    and, for each pair, another pair of its own that falls in the same bucket.
+    """
+    return format(zlib.crc32(f"{first} {second}".encode()) % PAIR_BUCKETS, "x")
+
+
 class PairTokenizer(Tokenizer):
-    """Each two neighbouring folded words as one term (``"con duong"``), for quoted phrases.
+    """Each two neighbouring folded words as one term (see ``pair_term``), for quoted phrases.
 
     A phrase of n words matches a book that has its n-1 word pairs: no positions are stored or
     read, which keeps phrase search fast on whole books. Pairs never span a ``SEP``.
@@ -198,7 +212,7 @@ class PairTokenizer(Tokenizer):
                     continue
                 word = word[:64]
                 if previous is not None:
-                    t.text = f"{previous} {word}"
+                    t.text = pair_term(previous, word)
                     t.boost = 1.0
                     t.stopped = False
                     yield t
@@ -206,7 +220,7 @@ class PairTokenizer(Tokenizer):
 
 
 def pairs_of(toks: tuple[str, ...]) -> list[str]:
-    return [f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False)]
+    return [pair_term(a, b) for a, b in zip(toks, toks[1:], strict=False)]
 
 
 class ValuesTokenizer(Tokenizer):
@@ -238,7 +252,7 @@ def make_schema() -> Schema:
         authors=_text(),
         subject_words=_text(),
         all=_text(phrase=False),  # no positions: phrases go through ``pairs``
-        pairs=TEXT(analyzer=PairTokenizer(), phrase=False),
+        pairs=FieldType(format=Existence(), analyzer=PairTokenizer(), scorable=False),
         language=ID(),
         subjects=FieldType(format=Existence(), analyzer=ValuesTokenizer(), scorable=False),
         blurb=STORED(),  # capped description, for the snippet of a title/author match
