@@ -43,6 +43,7 @@ import shutil
 import threading
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -86,6 +87,7 @@ MAX_QUERY_CLAUSES = 12
 MAX_PAGELEN = 100
 SNIPPET_CHARS = 200
 SNIPPET_WINDOW = 4000
+SNIPPET_CACHE = 2000  # snippets kept for books shown again for the same words
 DESCRIPTION_CHARS = 2_000
 WRITE_TIMEOUT = 120.0  # seconds to wait for another writer before giving up
 WRITER_MB = 32  # Whoosh writer memory before it spills to disk
@@ -360,6 +362,70 @@ def _locator(words: frozenset[str]) -> re.Pattern[str]:
     return re.compile("|".join(parts))
 
 
+# Raw-text matching: the code points below (Latin, Greek, Cyrillic, Hebrew, Arabic and the
+# Vietnamese letters, punctuation) each fold to at most one character, so a folded word can be
+# looked for in the unfolded text with one character class per letter. Text with anything else
+# (CJK, Indic, compatibility forms, letters folding to two, like ``ß``) is folded first instead.
+_RAW_RANGES = ((0x20, 0x1100), (0x1E00, 0x2070))
+
+
+@lru_cache(maxsize=1)
+def _raw_tables() -> tuple[dict[str, str], str, re.Pattern[str]]:
+    """(class of the characters folding to each character, class of those folding to nothing,
+    pattern finding a character the classes do not cover)."""
+    groups: dict[str, list[str]] = {}
+    ignorable: list[str] = []
+    uncovered: list[str] = []
+    for low, high in _RAW_RANGES:
+        for cp in range(low, high):
+            ch = chr(cp)
+            folded = fold(ch)
+            if folded == "":
+                ignorable.append(ch)
+            elif len(folded) == 1:
+                groups.setdefault(folded, []).append(ch)
+            else:
+                uncovered.append(ch)
+    classes = {f: "[" + "".join(re.escape(c) for c in sorted({*chars, f})) + "]" for f, chars in groups.items()}
+    ignore = "[" + "".join(re.escape(c) for c in ignorable) + "]*"
+    covered = "".join(f"{re.escape(chr(low))}-{re.escape(chr(high - 1))}" for low, high in _RAW_RANGES)
+    others = "".join(re.escape(c) for c in uncovered)
+    return classes, ignore, re.compile(rf"[^{covered}\s]|[{others}]")
+
+
+@lru_cache(maxsize=256)
+def _raw_locator(words: frozenset[str]) -> re.Pattern[str] | None:
+    """A pattern finding any of the folded ``words`` in text that is not folded (None if a word
+    has a character the raw tables do not cover)."""
+    classes, ignore, _ = _raw_tables()
+    parts = []
+    for w in sorted(words, key=len, reverse=True):
+        if any(c not in classes for c in w):
+            return None
+        body = "".join(classes[c] + ignore for c in w)
+        parts.append(rf"(?<![^\W_]){body}(?![^\W_])")
+    return re.compile("|".join(parts))
+
+
+def _first_match(text: str, words: frozenset[str]) -> int:
+    """Where the first of ``words`` is in ``text`` (about), or -1."""
+    raw = _raw_locator(words)
+    if raw is not None and _raw_tables()[2].search(text) is None:
+        found = raw.search(text)
+        return found.start() if found else -1
+    # Fold window by window and stop at the first match: chapters can be long and most
+    # matches come early. Windows overlap so a word cut at a window's edge is still found.
+    locator = _locator(words)
+    for offset in range(0, len(text), SNIPPET_WINDOW):
+        window = text[offset:offset + SNIPPET_WINDOW + 100]
+        folded = fold(window)
+        found = locator.search(folded)
+        if found:
+            # Folding keeps lengths nearly equal; look around the same relative place in the original.
+            return offset + int(found.start() * len(window) / max(1, len(folded)))
+    return -1
+
+
 def make_snippet(text: str, words: frozenset[str], width: int = SNIPPET_CHARS) -> str:
     """About ``width`` characters of ``text`` around the first of ``words``, escaped, words in <mark>.
 
@@ -367,18 +433,7 @@ def make_snippet(text: str, words: frozenset[str], width: int = SNIPPET_CHARS) -
     """
     if not text or not words:
         return ""
-    # Fold window by window and stop at the first match: chapters can be long and most
-    # matches come early. Windows overlap so a word cut at a window's edge is still found.
-    locator = _locator(words)
-    guess = -1
-    for offset in range(0, len(text), SNIPPET_WINDOW):
-        window = text[offset:offset + SNIPPET_WINDOW + 100]
-        folded = fold(window)
-        found = locator.search(folded)
-        if found:
-            # Folding keeps lengths nearly equal; look around the same relative place in the original.
-            guess = offset + int(found.start() * len(window) / max(1, len(folded)))
-            break
+    guess = _first_match(text, words)
     if guess < 0:
         return ""
     spans = _matching_spans(text, words, max(0, guess - 400), guess + 400)
@@ -473,6 +528,9 @@ class SearchIndex:
         self._pointer_stamp: tuple[int, int] | None = None
         self._tables: ReaderTables | None = None
         self._tables_key: object = None
+        # (book id, words) -> where the words are in the book and its snippet; emptied whenever
+        # the index changes, since a change may be a new version of a book.
+        self._snippets: OrderedDict[tuple[int, frozenset[str]], tuple[int, str, str] | None] = OrderedDict()
 
     # -- generations ------------------------------------------------------------------------------
 
@@ -512,6 +570,7 @@ class SearchIndex:
         self._searcher_gen = None
         self._tables = None
         self._tables_key = None
+        self._snippets.clear()
 
     def _get_searcher(self):
         """The shared searcher, reopened when the generation changed, refreshed after commits."""
@@ -620,7 +679,14 @@ class SearchIndex:
         out = []
         for docnum, score in top:
             book_id = int(tables.book_id[docnum])
-            found = self._chapter_hit(book_id, words)
+            key = (book_id, words)
+            if key in self._snippets:
+                self._snippets.move_to_end(key)
+                found = self._snippets[key]
+            else:
+                found = self._snippets[key] = self._chapter_hit(book_id, words)
+                if len(self._snippets) > SNIPPET_CACHE:
+                    self._snippets.popitem(last=False)
             if found is None:
                 blurb = searcher.stored_fields(docnum).get("blurb") or ""
                 out.append(Hit(book_id, float(score), None, None, make_snippet(blurb, words)))

@@ -229,3 +229,21 @@ def test_search_over_several_commits_replacements_and_removals(tmp_path):
         assert len(seen) == len(set(seen)) == min(35, index.search("con").total)
     finally:
         index.close()
+
+
+@pytest.mark.parametrize("text, words, marked", [
+    ("Con ĐƯỜNG lên bản.", {"duong"}, "ĐƯỜNG"),
+    ("Trời mưa, " + "nu\u031b\u0301o\u031bc" + " chảy.", {"nuoc"}, "nu\u031b\u0301o\u031bc"),  # decomposed
+    ("ذهبَ الأطفالُ إلى المَكْتَبَةِ اليوم", {"المكتبه"}, "المَكْتَبَةِ"),
+    ("Die Straße ist lang", {"strasse"}, "Straße"),  # a letter folding to two: folded first
+    ("東京の図書館へ行く", {"図", "書"}, "図"),  # CJK: folded first
+    ("Un élève lit à l'école.", {"ecole"}, "école"),
+    ("nothing here", {"duong"}, None),
+])
+def test_snippets_find_words_in_unfolded_text(text, words, marked):
+    from appliance.search import make_snippet
+    snippet = make_snippet(text, frozenset(words))
+    if marked is None:
+        assert snippet == ""
+    else:
+        assert f"<mark>{marked}</mark>" in snippet

@@ -1,0 +1,394 @@
+"""The box against Calibre-Web and kiwix-serve: same machine, same books, same load, one run.
+
+    # once: the peers and the load generator (not project dependencies)
+    sudo apt-get install calibre kiwix-tools wrk
+    python3 -m venv /tmp/peers-venv && /tmp/peers-venv/bin/pip install calibreweb libzim
+    # then
+    .venv/bin/python bench/bench_peers.py --work /tmp/bench-peers --peers-python /tmp/peers-venv/bin/python
+
+Books: every EPUB under ``--books`` (default: the real corpus in ../shared/corpus/vi and
+../shared/corpus/epub3-samples). The box imports them (``library import``); Calibre-Web gets a
+Calibre library of the same files (``calibredb add``), with anonymous browsing and downloads on;
+kiwix-serve gets a ZIM built with libzim from the chapter texts the box extracted (one article per
+chapter, one per book listing its chapters, full-text index on).
+
+Load: ``wrk`` with 20 and 50 connections against each page a phone asks for (home, search, book,
+chapter, OPDS root, cover, download), ``--duration`` seconds each, on 127.0.0.1. Reported per
+server: requests/s, latency p50/p95/p99, errors (socket errors and HTTP status >= 400), and, after
+all the load, the server's RSS and CPU seconds. Cold start is process start to the first answered
+request. A page a server does not have is "n/a". Nothing here runs in CI.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared"
+PAGES = ("home", "search", "book", "chapter", "opds", "cover", "download")
+
+WRK_SCRIPT = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests": %d, "duration_us": %d, "socket_errors": %d, "status_errors": %d, '
+    .. '"p50": %.2f, "p95": %.2f, "p99": %.2f}\\n', summary.requests, summary.duration,
+    e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_answer(url: str, proc: subprocess.Popen, limit: float = 120.0) -> float:
+    started = time.perf_counter()
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server for {url} exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=5).read()
+            return time.perf_counter() - started
+        except OSError:
+            if time.perf_counter() - started > limit:
+                raise
+            time.sleep(0.05)
+
+
+def proc_stats(pid: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] = int(line.split()[1]) / 1024
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    out["cpu_s"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+class Server:
+    """A started server: its process, base address and the path of each page (None: not offered)."""
+
+    name = ""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.paths: dict[str, str | None] = {}
+        self.cold_start_s = 0.0
+        self.prepare_s = 0.0
+
+    def start(self, cmd: list[str], env: dict | None = None, probe: str = "/") -> None:
+        log = open(self.work / f"{self.name}.log", "ab")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
+        self.cold_start_s = wait_answer(self.base + probe, self.proc)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+class Box(Server):
+    name = "box"
+
+    def prepare(self, books: list[Path]) -> None:
+        self.home = self.work / "box"
+        self.env = dict(os.environ, LIBRARY_HOME=str(self.home), LIBRARY_DISK_RESERVE_MB="0")
+        if not (self.home / "catalog.db").exists():
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "appliance.cli", "import", *map(str, books)], env=self.env,
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.prepare_s = time.perf_counter() - t0
+
+    def run(self) -> None:
+        self.start([sys.executable, "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                   env=self.env)
+
+    def export(self) -> list[dict]:
+        """The books as the box read them: id, title, authors, language, chapters (position, title, text)."""
+        from appliance import catalog
+        from appliance import db as dbmod
+
+        db = dbmod.connect(self.home / "catalog.db")
+        out = []
+        for row in db.query("SELECT id FROM books ORDER BY id"):
+            book = catalog.get_book(db, row["id"])
+            chapters = [(c["position"], c["title"] or "", catalog.chapter_text(db, row["id"], c["position"]) or "")
+                        for c in book["chapters"]]
+            out.append({"id": row["id"], "title": book["title"], "authors": list(book["authors"]),
+                        "language": book["language"], "cover": bool(book["cover_sha256"]), "chapters": chapters})
+        db.close()
+        return out
+
+    def set_paths(self, book: dict, query: str) -> None:
+        chapter = book["chapters"][min(1, len(book["chapters"]) - 1)][0]
+        self.paths = {"home": "/", "search": "/search?q=" + urllib.parse.quote(query),
+                      "book": f"/books/{book['id']}", "chapter": f"/books/{book['id']}/read/{chapter}",
+                      "opds": "/opds", "cover": f"/books/{book['id']}/cover",
+                      "download": f"/books/{book['id']}/download"}
+
+
+class CalibreWeb(Server):
+    name = "calibre-web"
+
+    def prepare(self, books: list[Path], peers_python: Path) -> None:
+        self.library = self.work / "cw-library"
+        self.settings_db = self.work / "cw-app.db"
+        self.cps = peers_python.parent / "cps"
+        if not (self.library / "metadata.db").exists():
+            t0 = time.perf_counter()
+            self.library.mkdir(parents=True, exist_ok=True)
+            for path in books:  # one at a time, so a file calibre refuses does not stop the rest
+                subprocess.run(["calibredb", "add", "--duplicates", "--library-path", str(self.library), str(path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.prepare_s = time.perf_counter() - t0
+        if not self.settings_db.exists():
+            # A first start creates the settings database; then point it at the library.
+            proc = subprocess.Popen([str(self.cps), "-p", str(self.settings_db), "-i", "127.0.0.1"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            for _ in range(600):
+                if self.settings_db.exists() and self._has_settings():
+                    break
+                time.sleep(0.1)
+            time.sleep(2)
+            os.killpg(proc.pid, signal.SIGKILL)  # it does not stop on SIGTERM while idle
+            proc.wait(timeout=30)
+        conn = sqlite3.connect(self.settings_db)
+        conn.execute("UPDATE settings SET config_calibre_dir = ?, config_port = ?, config_anonbrowse = 1",
+                     [str(self.library), self.port])
+        conn.execute("UPDATE user SET role = role | 2 | 256 WHERE name = 'Guest'")  # download, view
+        conn.commit()
+        conn.close()
+
+    def _has_settings(self) -> bool:
+        try:
+            conn = sqlite3.connect(self.settings_db)
+            try:
+                return conn.execute("SELECT count(*) FROM settings").fetchone()[0] > 0
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return False
+
+    def run(self) -> None:
+        self.start([str(self.cps), "-p", str(self.settings_db), "-i", "127.0.0.1"])
+
+    def titles(self) -> dict[str, int]:
+        conn = sqlite3.connect(self.library / "metadata.db")
+        try:
+            return {t.casefold(): i for i, t in conn.execute("SELECT id, title FROM books ORDER BY id DESC")}
+        finally:
+            conn.close()
+
+    def set_paths(self, book: dict, query: str) -> None:
+        cid = self.titles().get(book["title"].casefold())
+        if cid is None:
+            raise RuntimeError(f"calibre did not take {book['title']!r}")
+        self.paths = {"home": "/", "search": "/search?query=" + urllib.parse.quote(query),
+                      "book": f"/book/{cid}", "chapter": None,  # its reader renders chapters in the browser
+                      "opds": "/opds", "cover": f"/cover/{cid}", "download": f"/download/{cid}/epub/{cid}.epub"}
+
+
+class Kiwix(Server):
+    name = "kiwix-serve"
+
+    def prepare(self, books: list[dict], peers_python: Path) -> None:
+        self.zim = self.work / "library.zim"
+        if not self.zim.exists():
+            data = self.work / "zim-books.json"
+            data.write_text(json.dumps(books, ensure_ascii=False), encoding="utf-8")
+            t0 = time.perf_counter()
+            subprocess.run([str(peers_python), __file__, "make-zim", str(data), str(self.zim)], check=True)
+            self.prepare_s = time.perf_counter() - t0
+
+    def run(self) -> None:
+        self.start(["kiwix-serve", "--address", "127.0.0.1", "--port", str(self.port), str(self.zim)])
+
+    def set_paths(self, book: dict, query: str) -> None:
+        chapter = book["chapters"][min(1, len(book["chapters"]) - 1)][0]
+        self.paths = {"home": "/", "search": "/search?content=library&pattern=" + urllib.parse.quote(query),
+                      "book": f"/library/book-{book['id']}",
+                      "chapter": f"/library/book-{book['id']}/{chapter}",
+                      "opds": "/catalog/v2/root.xml", "cover": None, "download": None}
+
+
+def make_zim(data: Path, out: Path) -> None:
+    """Run with the peers' Python (libzim): one article per chapter and one per book."""
+    import html
+
+    from libzim.writer import Creator, Hint, Item, StringProvider
+
+    class Page(Item):
+        def __init__(self, path: str, title: str, body: str):
+            super().__init__()
+            self.path, self.title, self.body = path, title, body
+
+        def get_path(self):
+            return self.path
+
+        def get_title(self):
+            return self.title
+
+        def get_mimetype(self):
+            return "text/html"
+
+        def get_contentprovider(self):
+            return StringProvider(self.body)
+
+        def get_hints(self):
+            return {Hint.FRONT_ARTICLE: True}
+
+    def page(title: str, inner: str) -> str:
+        return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+                f"<body><h1>{html.escape(title)}</h1>{inner}</body></html>")
+
+    books = json.loads(data.read_text(encoding="utf-8"))
+    tmp = out.with_suffix(".tmp")
+    with Creator(str(tmp)).config_indexing(True, "vie") as creator:
+        creator.set_mainpath("index")
+        for name, value in (("Name", "library"), ("Title", "Library"), ("Language", "vie"),
+                            ("Creator", "bench"), ("Publisher", "bench"), ("Date", "2026-01-01"),
+                            ("Description", "The same books as the box")):
+            creator.add_metadata(name, value)
+        links = []
+        for book in books:
+            items = []
+            for position, title, text in book["chapters"]:
+                paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n") if p.strip())
+                creator.add_item(Page(f"book-{book['id']}/{position}", title or book["title"],
+                                      page(title or book["title"], paragraphs)))
+                items.append(f"<li><a href='book-{book['id']}/{position}'>{html.escape(title or str(position))}</a></li>")
+            byline = html.escape(", ".join(book["authors"]))
+            creator.add_item(Page(f"book-{book['id']}", book["title"],
+                                  page(book["title"], f"<p>{byline}</p><ol>{''.join(items)}</ol>")))
+            links.append(f"<li><a href='book-{book['id']}'>{html.escape(book['title'])}</a></li>")
+        creator.add_item(Page("index", "Library", page("Library", f"<ul>{''.join(links)}</ul>")))
+    tmp.replace(out)
+
+
+def run_wrk(url: str, clients: int, duration: int, script: Path) -> dict:
+    threads = min(2, clients)
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{clients}", f"-d{duration}s", "--timeout", "10s",
+                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    line = [x for x in out.splitlines() if x.startswith("{")][-1]
+    r = json.loads(line)
+    r["rps"] = round(r["requests"] / (r["duration_us"] / 1e6), 1)
+    r["errors"] = r.pop("socket_errors") + r.pop("status_errors")
+    return r
+
+
+def check(server: Server) -> None:
+    """Each offered page answers 200 once before the load (a wrong path would measure a 404)."""
+    for page, path in server.paths.items():
+        if path is None:
+            continue
+        try:
+            with urllib.request.urlopen(server.base + path, timeout=30) as r:
+                body = r.read()
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"{server.name} {page} {path}: {e.code}") from e
+        if not body:
+            raise RuntimeError(f"{server.name} {page} {path}: empty")
+
+
+def main() -> None:
+    from appliance.textfold import fold
+
+    if len(sys.argv) > 1 and sys.argv[1] == "make-zim":
+        make_zim(Path(sys.argv[2]), Path(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--books", type=Path, nargs="*",
+                        default=[SHARED / "corpus" / "vi", SHARED / "corpus" / "epub3-samples"])
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench-peers")
+    parser.add_argument("--peers-python", type=Path, default=Path("/tmp/peers-venv/bin/python"))
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--clients", default="20,50")
+    parser.add_argument("--query", default="", help="search words (default: two words of a Vietnamese title)")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for folder in args.books for p in (folder.rglob("*.epub") if folder.is_dir() else [folder]))
+    script = args.work / "report.lua"
+    script.write_text(WRK_SCRIPT)
+    report: dict = {"files": len(files), "load_before": os.getloadavg(), "servers": {}}
+
+    box, cw, kiwix = Box(args.work), CalibreWeb(args.work), Kiwix(args.work)
+    box.prepare(files)
+    books = box.export()
+    cw.prepare(files, args.peers_python)
+    kiwix.prepare(books, args.peers_python)
+    in_calibre = cw.titles()
+    book = next(b for b in books if b["language"] == "vi" and len(b["chapters"]) >= 2 and b["cover"]
+                and b["title"].casefold() in in_calibre)
+    # Unaccented, as most readers type on a phone (kiwix-serve finds nothing for accented words here).
+    query = args.query or fold(" ".join(book["title"].split()[:2]))
+    report["book"], report["query"] = book["title"], query
+    clients = [int(c) for c in args.clients.split(",")]
+    for server in (box, cw, kiwix):
+        server.run()
+        try:
+            server.set_paths(book, query)
+            check(server)
+            results: dict = {}
+            for page in PAGES:
+                path = server.paths.get(page)
+                results[page] = {c: (run_wrk(server.base + path, c, args.duration, script) if path else None)
+                                 for c in clients}
+            report["servers"][server.name] = {"cold_start_s": round(server.cold_start_s, 2),
+                                              "prepare_s": round(server.prepare_s, 1),
+                                              "after_load": proc_stats(server.proc.pid), "pages": results}
+        finally:
+            server.stop()
+    report["load_after"] = os.getloadavg()
+    (args.work / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    print_tables(report, clients)
+
+
+def print_tables(report: dict, clients: list[int]) -> None:
+    names = list(report["servers"])
+    for c in clients:
+        print(f"\n{c} clients: requests/s, p95 ms, errors (box / " + " / ".join(names[1:]) + ")\n")
+        print("| page | " + " | ".join(names) + " | box ÷ " + " | box ÷ ".join(names[1:]) + " (req/s) |")
+        print("| --- " * (2 * len(names)) + "|")
+        for page in PAGES:
+            cells, rps = [], []
+            for name in names:
+                r = report["servers"][name]["pages"][page][str(c) if str(c) in report["servers"][name]["pages"][page]
+                                                           else c]
+                cells.append("n/a" if r is None else f"{r['rps']:,.0f} req/s, p95 {r['p95']:.0f} ms, {r['errors']} err")
+                rps.append(None if r is None else r["rps"])
+            ratios = ["n/a" if (rps[0] is None or x is None) else f"{rps[0] / x:.1f}" for x in rps[1:]]
+            print(f"| {page} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    print("\n| server | cold start | preparing the books | RSS after load | CPU s |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, s in report["servers"].items():
+        a = s["after_load"]
+        print(f"| {name} | {s['cold_start_s']} s | {s['prepare_s']} s | {a.get('VmRSS', 0):.0f} MB "
+              f"(peak {a.get('VmHWM', 0):.0f}) | {a['cpu_s']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
