@@ -1,6 +1,7 @@
 """The search index's postings as arrays: which books match, facet counts and ranking.
 
-``appliance.search`` owns the index; this module is its reading half. A Whoosh
+``appliance.search`` owns the index and is the only module that imports Whoosh; it hands
+this module a reader and a function reading one segment's postings. A Whoosh
 searcher visits matching documents one at a time in Python, which at 10,000
 books (where a short Vietnamese syllable is in half of them) costs hundreds of
 milliseconds per query. Here a term's postings are read once, block by block,
@@ -18,12 +19,9 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
-from whoosh.codec.whoosh3 import W3LeafMatcher
-from whoosh.matching.wrappers import FilterMatcher
-from whoosh.reading import TermNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -31,36 +29,8 @@ K1 = 1.2
 B = 0.75
 CACHE_BYTES = 24 * 1024 * 1024  # postings kept in memory between searches, at most
 
-_EMPTY_IDS = np.zeros(0, dtype=np.int32)
-_EMPTY_WEIGHTS = np.zeros(0, dtype=np.float32)
-
-
-def _leaf_postings(matcher) -> tuple[np.ndarray, np.ndarray]:
-    """(document numbers, weights) of a fresh matcher over one segment.
-
-    Whoosh's own postings are read a block at a time (one decompression and one
-    array per block of up to 128 postings) rather than one posting at a time.
-    Deleted documents are not removed here: the caller masks them.
-    """
-    if isinstance(matcher, FilterMatcher):
-        matcher = matcher.child
-    ids: list = []
-    weights: list = []
-    if isinstance(matcher, W3LeafMatcher):
-        while matcher.is_active():
-            matcher._read_ids()
-            matcher._read_weights()
-            ids.extend(matcher._ids)
-            weights.extend(matcher._weights)
-            matcher._next_block()
-    else:  # postings kept inline in the term table (a handful of documents)
-        while matcher.is_active():
-            ids.append(matcher.id())
-            weights.append(matcher.weight())
-            matcher.next()
-    if not ids:
-        return _EMPTY_IDS, _EMPTY_WEIGHTS
-    return np.asarray(ids, dtype=np.int32), np.asarray(weights, dtype=np.float32)
+EMPTY_IDS = np.zeros(0, dtype=np.int32)
+EMPTY_WEIGHTS = np.zeros(0, dtype=np.float32)
 
 
 class ReaderTables:
@@ -69,9 +39,10 @@ class ReaderTables:
     Built when a searcher is opened; it must not outlive that searcher's reader.
     """
 
-    def __init__(self, reader, *, value_fields: tuple[str, str], scored_fields: Iterable[str],
-                 book_field: str):
+    def __init__(self, reader, *, read_leaf: Callable[[object, str, str], tuple[np.ndarray, np.ndarray]],
+                 value_fields: tuple[str, str], scored_fields: Iterable[str], book_field: str):
         self.reader = reader
+        self._read_leaf = read_leaf  # (segment reader, field, term) -> (document numbers, weights)
         self.size = reader.doc_count_all()
         self.leaves = list(reader.leaf_readers())
         self.live = np.ones(self.size, dtype=bool)
@@ -137,7 +108,7 @@ class ReaderTables:
             codes.append(np.full(ids.size, len(names), dtype=np.int32))
             names.append(value)
         if not docs:
-            return names, _EMPTY_IDS, _EMPTY_IDS
+            return names, EMPTY_IDS, EMPTY_IDS
         return names, np.concatenate(docs), np.concatenate(codes)
 
     # -- postings ---------------------------------------------------------------------------------
@@ -150,16 +121,12 @@ class ReaderTables:
             return self._cache[key]
         parts_ids, parts_weights = [], []
         for leaf, offset in self.leaves:
-            try:
-                matcher = leaf.postings(field, term)
-            except TermNotFound:
-                continue
-            ids, weights = _leaf_postings(matcher)
+            ids, weights = self._read_leaf(leaf, field, term)
             if ids.size:
                 parts_ids.append(ids + offset if offset else ids)
                 parts_weights.append(weights)
         if not parts_ids:
-            found = (_EMPTY_IDS, _EMPTY_WEIGHTS)
+            found = (EMPTY_IDS, EMPTY_WEIGHTS)
         else:
             ids = np.concatenate(parts_ids) if len(parts_ids) > 1 else parts_ids[0]
             weights = np.concatenate(parts_weights) if len(parts_weights) > 1 else parts_weights[0]

@@ -1,4 +1,4 @@
-"""The full-text search index (with ``appliance.postings``, the only modules that know Whoosh).
+"""The full-text search index (the only module that imports Whoosh).
 
 Layout of the index folder (``LIBRARY_HOME/index``)::
 
@@ -52,14 +52,17 @@ from pathlib import Path
 import numpy as np
 from whoosh import index as whoosh_index
 from whoosh.analysis import Token, Tokenizer
+from whoosh.codec.whoosh3 import W3LeafMatcher
 from whoosh.fields import ID, STORED, TEXT, FieldType, Schema
 from whoosh.filedb.filestore import FileStorage
 from whoosh.formats import Existence
+from whoosh.matching.wrappers import FilterMatcher
 from whoosh.query import Term
+from whoosh.reading import TermNotFound
 from whoosh.writing import LockError
 
 from .fsutil import atomic_write_text, fsync_dir
-from .postings import ReaderTables
+from .postings import EMPTY_IDS, EMPTY_WEIGHTS, ReaderTables
 from .textfold import WORD, clean, fold, iter_folded_tokens
 
 logger = logging.getLogger(__name__)
@@ -914,8 +917,39 @@ class SearchIndex:
             self._drop_searcher()
 
 
+def _leaf_postings(leaf, field: str, term: str) -> tuple[np.ndarray, np.ndarray]:
+    """(document numbers, weights) of ``term`` in ``field`` of one segment, deleted ones included.
+
+    Whoosh's postings are read a block at a time (one decompression and one array per block
+    of up to 128 postings) rather than one posting at a time.
+    """
+    try:
+        matcher = leaf.postings(field, term)
+    except TermNotFound:
+        return EMPTY_IDS, EMPTY_WEIGHTS
+    if isinstance(matcher, FilterMatcher):  # hides deleted documents; ReaderTables masks them
+        matcher = matcher.child
+    ids: list = []
+    weights: list = []
+    if isinstance(matcher, W3LeafMatcher):
+        while matcher.is_active():
+            matcher._read_ids()
+            matcher._read_weights()
+            ids.extend(matcher._ids)
+            weights.extend(matcher._weights)
+            matcher._next_block()
+    else:  # postings kept inline in the term table (a handful of documents)
+        while matcher.is_active():
+            ids.append(matcher.id())
+            weights.append(matcher.weight())
+            matcher.next()
+    if not ids:
+        return EMPTY_IDS, EMPTY_WEIGHTS
+    return np.asarray(ids, dtype=np.int32), np.asarray(weights, dtype=np.float32)
+
+
 def _tables(reader) -> ReaderTables:
-    return ReaderTables(reader, value_fields=("language", "subjects"),
+    return ReaderTables(reader, read_leaf=_leaf_postings, value_fields=("language", "subjects"),
                         scored_fields=("all", *(name for name, _ in BOOST_FIELDS)), book_field="book_id")
 
 

@@ -247,3 +247,13 @@ def test_snippets_find_words_in_unfolded_text(text, words, marked):
         assert snippet == ""
     else:
         assert f"<mark>{marked}</mark>" in snippet
+
+
+def test_only_the_search_module_imports_whoosh():
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    importers = sorted(str(p.relative_to(root)) for folder in ("appliance", "content_sync", "ui")
+                       for p in (root / folder).rglob("*.py")
+                       if any(line.lstrip().startswith(("import whoosh", "from whoosh"))
+                              for line in p.read_text(encoding="utf-8").splitlines()))
+    assert importers == ["appliance/search.py"]
