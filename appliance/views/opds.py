@@ -13,6 +13,8 @@ from .. import catalog, opds, stats
 from .. import db as dbmod
 from ..app import get_db, library_state
 from ..finder import find_books
+from ..i18n import select_locale
+from ..pagecache import PageCache
 from .params import int_arg, language_arg, page_size, text_arg
 
 bp = Blueprint("opds", __name__, url_prefix="/opds")
@@ -299,11 +301,22 @@ def _json_navigation(title: str, entries: list[opds.NavEntry], extra: list[dict]
 # -- OPDS 1.2 routes ------------------------------------------------------------------------------
 
 
+ROOT_SECONDS = 30.0  # the root feed only changes with the catalog (in its key) and the box's name
+
+
 @bp.get("")
 @bp.get("/")
 def root():
-    extra = [opds.Link("alternate", url_for("opds.root_v2"), opds.OPDS2, title="OPDS 2.0")]
-    return _atom_navigation("root", _box_name(), _root_entries(False), extra)
+    name = _box_name()
+
+    def render() -> bytes:
+        extra = [opds.Link("alternate", url_for("opds.root_v2"), opds.OPDS2, title="OPDS 2.0")]
+        links = _common_links(opds.NAVIGATION, request.full_path.rstrip("?")) + extra
+        return opds.navigation_feed("root", name, _updated(), links, _root_entries(False), name)
+
+    cache = current_app.extensions.setdefault("opds_root", PageCache(ROOT_SECONDS))
+    body = cache.get((dbmod.current_seq(get_db()), request.full_path, name, select_locale()), render)
+    return _respond(body, opds.NAVIGATION)
 
 
 @bp.get("/new")
