@@ -33,7 +33,8 @@ class LibraryState:
         self.stats = None  # appliance.stats.Recorder, set by create_app
 
     def open_db(self):
-        return dbmod.connect(self.settings.db_path)
+        # create_app applied the migrations; a request's connection does not check them again.
+        return dbmod.connect(self.settings.db_path, migrate=False)
 
     def close(self) -> None:
         self.index.close()
