@@ -314,11 +314,37 @@ def check(server: Server) -> None:
             raise RuntimeError(f"{server.name} {page} {path}: empty")
 
 
+def home_bytes(server: Server) -> int:
+    """Bytes of the home page with the style sheets and scripts it links, as a phone fetches them
+    (uncompressed; none of the three compresses by default)."""
+    import re
+
+    with urllib.request.urlopen(server.base + "/", timeout=30) as r:
+        page = r.read()
+    total = len(page)
+    text = page.decode("utf-8", "replace")
+    links = re.findall(r'<link[^>]+rel="?stylesheet"?[^>]*>', text, re.I) + re.findall(r"<script[^>]+src=[^>]*>", text, re.I)
+    for tag in links:
+        href = re.search(r'(?:href|src)="([^"]+)"', tag)
+        if href and not href.group(1).startswith(("http:", "https:", "//")):
+            try:
+                with urllib.request.urlopen(urllib.parse.urljoin(server.base + "/", href.group(1)), timeout=30) as r:
+                    total += len(r.read())
+            except OSError:
+                continue
+    return total
+
+
 def main() -> None:
     from appliance.textfold import fold
 
     if len(sys.argv) > 1 and sys.argv[1] == "make-zim":
         make_zim(Path(sys.argv[2]), Path(sys.argv[3]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "tables":  # print the tables of a saved report again
+        report = json.loads(Path(sys.argv[2]).read_text(encoding="utf-8"))
+        pages = next(iter(report["servers"].values()))["pages"]["home"]
+        print_tables(report, [int(c) for c in pages])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--books", type=Path, nargs="*",
@@ -358,6 +384,7 @@ def main() -> None:
                 results[page] = {c: (run_wrk(server.base + path, c, args.duration, script) if path else None)
                                  for c in clients}
             report["servers"][server.name] = {"cold_start_s": round(server.cold_start_s, 2),
+                                              "home_bytes": home_bytes(server),
                                               "prepare_s": round(server.prepare_s, 1),
                                               "after_load": proc_stats(server.proc.pid), "pages": results}
         finally:
@@ -380,14 +407,15 @@ def print_tables(report: dict, clients: list[int]) -> None:
                                                            else c]
                 cells.append("n/a" if r is None else f"{r['rps']:,.0f} req/s, p95 {r['p95']:.0f} ms, {r['errors']} err")
                 rps.append(None if r is None else r["rps"])
-            ratios = ["n/a" if (rps[0] is None or x is None) else f"{rps[0] / x:.1f}" for x in rps[1:]]
+            ratios = ["n/a" if (rps[0] is None or x is None) else ("∞" if x == 0 else f"{rps[0] / x:.1f}")
+                      for x in rps[1:]]
             print(f"| {page} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
-    print("\n| server | cold start | preparing the books | RSS after load | CPU s |")
-    print("| --- | --- | --- | --- | --- |")
+    print("\n| server | cold start | preparing the books | RSS after load | CPU s | home page + CSS/JS |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for name, s in report["servers"].items():
         a = s["after_load"]
         print(f"| {name} | {s['cold_start_s']} s | {s['prepare_s']} s | {a.get('VmRSS', 0):.0f} MB "
-              f"(peak {a.get('VmHWM', 0):.0f}) | {a['cpu_s']:.0f} |")
+              f"(peak {a.get('VmHWM', 0):.0f}) | {a['cpu_s']:.0f} | {s['home_bytes'] / 1024:.1f} KB |")
 
 
 if __name__ == "__main__":
