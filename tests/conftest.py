@@ -108,15 +108,19 @@ class LiveServer:
         self.app = app
         self.server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.stopping = threading.Event()
+        # The box's own loop: closing waitress's sockets from this thread would break its select.
+        from appliance.cli import serve_until
+
+        self.thread = threading.Thread(target=serve_until, args=(self.server, self.stopping, 0.05), daemon=True)
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.server.close()
-        self.thread.join(timeout=5)
+        self.stopping.set()
+        self.thread.join(timeout=10)
 
 
 @pytest.fixture
