@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -143,9 +144,15 @@ class Box(Server):
         db.close()
         return out
 
+    def search_path(self, query: str) -> str:
+        return "/search?q=" + urllib.parse.quote(query)
+
+    def found(self, page: str, book: dict) -> bool:
+        return f'href="/books/{book["id"]}"' in page
+
     def set_paths(self, book: dict, query: str) -> None:
         chapter = book["chapters"][min(1, len(book["chapters"]) - 1)][0]
-        self.paths = {"home": "/", "search": "/search?q=" + urllib.parse.quote(query),
+        self.paths = {"home": "/", "search": self.search_path(query),
                       "book": f"/books/{book['id']}", "chapter": f"/books/{book['id']}/read/{chapter}",
                       "opds": "/opds", "cover": f"/books/{book['id']}/cover",
                       "download": f"/books/{book['id']}/download"}
@@ -203,11 +210,18 @@ class CalibreWeb(Server):
         finally:
             conn.close()
 
+    def search_path(self, query: str) -> str:
+        return "/search?query=" + urllib.parse.quote(query)
+
+    def found(self, page: str, book: dict) -> bool:
+        cid = self.titles().get(book["title"].casefold())
+        return cid is not None and f'href="/book/{cid}"' in page
+
     def set_paths(self, book: dict, query: str) -> None:
         cid = self.titles().get(book["title"].casefold())
         if cid is None:
             raise RuntimeError(f"calibre did not take {book['title']!r}")
-        self.paths = {"home": "/", "search": "/search?query=" + urllib.parse.quote(query),
+        self.paths = {"home": "/", "search": self.search_path(query),
                       "book": f"/book/{cid}", "chapter": None,  # its reader renders chapters in the browser
                       "opds": "/opds", "cover": f"/cover/{cid}", "download": f"/download/{cid}/epub/{cid}.epub"}
 
@@ -227,9 +241,16 @@ class Kiwix(Server):
     def run(self) -> None:
         self.start(["kiwix-serve", "--address", "127.0.0.1", "--port", str(self.port), str(self.zim)])
 
+    def search_path(self, query: str) -> str:
+        return "/search?content=library&pattern=" + urllib.parse.quote(query)
+
+    def found(self, page: str, book: dict) -> bool:
+        # A hit on the book's own page or on one of its chapters.
+        return re.search(rf'href="[^"]*/book-{book["id"]}(/[^"]*)?"', page) is not None
+
     def set_paths(self, book: dict, query: str) -> None:
         chapter = book["chapters"][min(1, len(book["chapters"]) - 1)][0]
-        self.paths = {"home": "/", "search": "/search?content=library&pattern=" + urllib.parse.quote(query),
+        self.paths = {"home": "/", "search": self.search_path(query),
                       "book": f"/library/book-{book['id']}",
                       "chapter": f"/library/book-{book['id']}/{chapter}",
                       "opds": "/catalog/v2/root.xml", "cover": None, "download": None}
@@ -314,11 +335,39 @@ def check(server: Server) -> None:
             raise RuntimeError(f"{server.name} {page} {path}: empty")
 
 
+def search_quality(server: Server, queries: list[tuple[str, str, dict]]) -> dict[str, str]:
+    """For each kind of query, how many found their book on the first page of results."""
+    found: dict[str, list[int]] = {}
+    for kind, query, book in queries:
+        try:
+            with urllib.request.urlopen(server.base + server.search_path(query), timeout=60) as r:
+                page = r.read().decode("utf-8", "replace")
+        except OSError:
+            page = ""
+        counts = found.setdefault(kind, [0, 0])
+        counts[0] += server.found(page, book)
+        counts[1] += 1
+    return {kind: f"{a}/{b}" for kind, (a, b) in found.items()}
+
+
+def quality_queries(books: list[dict], in_calibre: dict[str, int], fold) -> list[tuple[str, str, dict]]:
+    """The title of each Vietnamese book as typed with and without accents, and its author's name
+    without accents plus a title word (books every server has)."""
+    out = []
+    for book in books:
+        if book["language"] != "vi" or book["title"].casefold() not in in_calibre:
+            continue
+        words = book["title"].split()[:4]
+        out.append(("title, accented", " ".join(words), book))
+        out.append(("title, unaccented", fold(" ".join(words)), book))
+        if book["authors"]:
+            out.append(("author + title word, unaccented", fold(f"{book['authors'][0]} {words[0]}"), book))
+    return out
+
+
 def home_bytes(server: Server) -> int:
     """Bytes of the home page with the style sheets and scripts it links, as a phone fetches them
     (uncompressed; none of the three compresses by default)."""
-    import re
-
     with urllib.request.urlopen(server.base + "/", timeout=30) as r:
         page = r.read()
     total = len(page)
@@ -372,6 +421,7 @@ def main() -> None:
     # Unaccented, as most readers type on a phone (kiwix-serve finds nothing for accented words here).
     query = args.query or fold(" ".join(book["title"].split()[:2]))
     report["book"], report["query"] = book["title"], query
+    quality = quality_queries(books, in_calibre, fold)
     clients = [int(c) for c in args.clients.split(",")]
     for server in (box, cw, kiwix):
         server.run()
@@ -385,6 +435,7 @@ def main() -> None:
                                  for c in clients}
             report["servers"][server.name] = {"cold_start_s": round(server.cold_start_s, 2),
                                               "home_bytes": home_bytes(server),
+                                              "search_quality": search_quality(server, quality),
                                               "prepare_s": round(server.prepare_s, 1),
                                               "after_load": proc_stats(server.proc.pid), "pages": results}
         finally:
@@ -410,6 +461,11 @@ def print_tables(report: dict, clients: list[int]) -> None:
             ratios = ["n/a" if (rps[0] is None or x is None) else ("∞" if x == 0 else f"{rps[0] / x:.1f}")
                       for x in rps[1:]]
             print(f"| {page} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    kinds = list(next(iter(report["servers"].values()))["search_quality"])
+    print("\n| books found on the first page | " + " | ".join(names) + " |")
+    print("| --- " * (len(names) + 1) + "|")
+    for kind in kinds:
+        print(f"| {kind} | " + " | ".join(report["servers"][n]["search_quality"][kind] for n in names) + " |")
     print("\n| server | cold start | preparing the books | RSS after load | CPU s | home page + CSS/JS |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, s in report["servers"].items():
