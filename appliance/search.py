@@ -94,6 +94,7 @@ SNIPPET_CACHE = 2000  # snippets kept for books shown again for the same words
 DESCRIPTION_CHARS = 2_000
 WRITE_TIMEOUT = 120.0  # seconds to wait for another writer before giving up
 WRITER_MB = 32  # Whoosh writer memory before it spills to disk
+MAX_SEGMENTS = 32  # an index update merges segments only when there are this many
 REBUILD_WRITER_MB = 64
 
 
@@ -848,7 +849,11 @@ class SearchIndex:
 
     def _commit(self, writer, path: Path) -> None:
         before = set(os.listdir(path))
-        writer.commit()
+        # Merging runs every posting of the merged segments through Whoosh's external sort again:
+        # at thousands of books that is most of an import's time and gigabytes of temporary runs.
+        # Segments are merged only once there are many (search reads each segment's postings).
+        merge = len(getattr(writer, "segments", ())) >= MAX_SEGMENTS
+        writer.commit(merge=merge)
         for name in set(os.listdir(path)) - before:
             _fsync_file(path / name)
         fsync_dir(path)
