@@ -333,6 +333,17 @@ def _matching(tables: ReaderTables, parsed: ParsedQuery, any_word: bool = False)
     return out
 
 
+def _named(tables: ReaderTables, parsed: ParsedQuery) -> np.ndarray:
+    """Books whose title, authors or subjects hold every required clause (all its words)."""
+    out = np.ones(tables.size, dtype=bool)
+    for toks in parsed.required:
+        here = np.zeros(tables.size, dtype=bool)
+        for name, _boost in BOOST_FIELDS:
+            here |= tables.all_of(name, list(toks))
+        out &= here
+    return out
+
+
 def _scores(tables: ReaderTables, parsed: ParsedQuery) -> np.ndarray:
     """Every book's score: its words in the text, plus more for clauses in the title, authors
     and subjects."""
@@ -390,33 +401,46 @@ def _raw_tables() -> tuple[dict[str, str], str, re.Pattern[str]]:
                 groups.setdefault(folded, []).append(ch)
             else:
                 uncovered.append(ch)
-    classes = {f: "[" + "".join(re.escape(c) for c in sorted({*chars, f})) + "]" for f, chars in groups.items()}
-    ignore = "[" + "".join(re.escape(c) for c in ignorable) + "]*"
+    classes = {f: "[" + _ranges({*chars, f}) + "]" for f, chars in groups.items()}
+    ignore = "[" + _ranges(ignorable) + "]*"
     covered = "".join(f"{re.escape(chr(low))}-{re.escape(chr(high - 1))}" for low, high in _RAW_RANGES)
     others = "".join(re.escape(c) for c in uncovered)
     return classes, ignore, re.compile(rf"[^{covered}\s]|[{others}]")
 
 
-@lru_cache(maxsize=256)
-def _raw_locator(words: frozenset[str]) -> re.Pattern[str] | None:
-    """A pattern finding any of the folded ``words`` in text that is not folded (None if a word
-    has a character the raw tables do not cover)."""
+def _ranges(chars: Iterable[str]) -> str:
+    """A character class body listing ``chars`` as ranges of consecutive code points (compact, so
+    patterns compile fast)."""
+    points = sorted({ord(c) for c in chars})
+    out = []
+    start = prev = points[0]
+    for p in [*points[1:], None]:
+        if p is not None and p == prev + 1:
+            prev = p
+            continue
+        out.append(re.escape(chr(start)) if start == prev else f"{re.escape(chr(start))}-{re.escape(chr(prev))}")
+        if p is not None:
+            start = prev = p
+    return "".join(out)
+
+
+@lru_cache(maxsize=4096)
+def _raw_word(word: str) -> re.Pattern[str] | None:
+    """A pattern finding the folded ``word`` in text that is not folded (None if the word has a
+    character the raw tables do not cover)."""
     classes, ignore, _ = _raw_tables()
-    parts = []
-    for w in sorted(words, key=len, reverse=True):
-        if any(c not in classes for c in w):
-            return None
-        body = "".join(classes[c] + ignore for c in w)
-        parts.append(rf"(?<![^\W_]){body}(?![^\W_])")
-    return re.compile("|".join(parts))
+    if any(c not in classes for c in word):
+        return None
+    body = "".join(classes[c] + ignore for c in word)
+    return re.compile(rf"(?<![^\W_]){body}(?![^\W_])")
 
 
 def _first_match(text: str, words: frozenset[str]) -> int:
     """Where the first of ``words`` is in ``text`` (about), or -1."""
-    raw = _raw_locator(words)
-    if raw is not None and _raw_tables()[2].search(text) is None:
-        found = raw.search(text)
-        return found.start() if found else -1
+    patterns = [_raw_word(w) for w in words]
+    if None not in patterns and _raw_tables()[2].search(text) is None:
+        starts = [m.start() for m in (p.search(text) for p in patterns) if m]
+        return min(starts, default=-1)
     # Fold window by window and stop at the first match: chapters can be long and most
     # matches come early. Windows overlap so a word cut at a window's edge is still found.
     locator = _locator(words)
@@ -674,17 +698,21 @@ class SearchIndex:
         first = (page - 1) * pagelen
         if first < total:
             top = tables.top(_scores(tables, parsed), allowed, first + pagelen)[first:]
-            hits = self._hits(searcher, tables, parsed, top)
+            hits = self._hits(searcher, tables, parsed, top, _named(tables, parsed))
         return SearchPage(query, total, page, pagelen, hits, languages, subjects, relaxed)
 
-    def _hits(self, searcher, tables: ReaderTables, parsed: ParsedQuery,
-              top: list[tuple[int, float]]) -> tuple[Hit, ...]:
+    def _hits(self, searcher, tables: ReaderTables, parsed: ParsedQuery, top: list[tuple[int, float]],
+              named: np.ndarray) -> tuple[Hit, ...]:
+        """The page's hits; a book whose title, authors or subjects hold every clause shows its
+        description, others the first chapter with the words."""
         words = frozenset(parsed.words())
         out = []
         for docnum, score in top:
             book_id = int(tables.book_id[docnum])
             key = (book_id, words)
-            if key in self._snippets:
+            if named[docnum]:
+                found = None
+            elif key in self._snippets:
                 self._snippets.move_to_end(key)
                 found = self._snippets[key]
             else:
