@@ -64,7 +64,8 @@ class ReaderTables:
             lengths = np.zeros(self.size, dtype=np.float32)
             for leaf, offset in self.leaves:
                 for d in range(leaf.doc_count_all()):
-                    lengths[offset + d] = leaf.doc_field_length(d, name, 0)
+                    # Whoosh answers None, not the default, for a document with the field empty.
+                    lengths[offset + d] = leaf.doc_field_length(d, name, 0) or 0
             self.lengths[name] = lengths
             live_lengths = lengths[self.live]
             self.average_length[name] = float(live_lengths.mean()) if live_lengths.size else 1.0

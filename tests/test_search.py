@@ -1,6 +1,7 @@
 """Search as readers use it: folded accents, Arabic spelling variants, no stop words, ranking, filters, recovery."""
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import urllib.parse
@@ -223,6 +224,7 @@ def test_search_over_several_commits_replacements_and_removals(tmp_path):
             children = index.search(query, subject="Thiếu nhi", pagelen=100)
             assert {h.book_id for h in children.hits} == {n for n in expected if "Thiếu nhi" in books[n][2]}
             scores = [h.score for h in page.hits]
+            assert all(math.isfinite(x) for x in scores), (query, scores)
             assert scores == sorted(scores, reverse=True), query
         # Pages are slices of one order: no book twice, none lost.
         seen = [h.book_id for p in (1, 2, 3, 4, 5) for h in index.search("con", page=p, pagelen=7).hits]
@@ -257,3 +259,20 @@ def test_only_the_search_module_imports_whoosh():
                        if any(line.lstrip().startswith(("import whoosh", "from whoosh"))
                               for line in p.read_text(encoding="utf-8").splitlines()))
     assert importers == ["appliance/search.py"]
+
+
+def test_author_and_title_words_rank_first_when_other_books_lack_subjects(tmp_path):
+    """Books without subjects or authors must not spoil the ranking of the others (a missing
+    field once gave every score NaN)."""
+    from appliance.search import IndexDoc
+    common = "gia đình khái hưng " * 3
+    docs = [IndexDoc(n, f"Truyện {n}", (), (), "vi", "", ((1, "Một", common + f"chuyện {n}"),)) for n in range(1, 30)]
+    docs.append(IndexDoc(99, "Gia đình", ("Khái Hưng",), ("Tiểu thuyết",), "vi", "", ((1, "Một", "Một câu chuyện."),)))
+    index = SearchIndex(tmp_path / "index")
+    try:
+        index.add_books(docs)
+        page = index.search("khai hung gia")
+        assert page.hits[0].book_id == 99
+        assert all(math.isfinite(h.score) for h in page.hits)
+    finally:
+        index.close()
