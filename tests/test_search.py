@@ -10,7 +10,7 @@ import pytest
 
 from appliance import db as dbmod
 from appliance import indexing
-from appliance.search import SearchIndex
+from appliance.search import IndexDoc, SearchIndex
 from appliance.textfold import fold, tokens
 from tests.conftest import import_files
 
@@ -158,8 +158,7 @@ def test_index_rebuilt_when_missing_corrupt_or_left_locked(library):
         db.close()
 
 
-def _doc(book_id: int, text: str, *, title: str = "", language: str = "vi", subjects=()) -> "IndexDoc":
-    from appliance.search import IndexDoc
+def _doc(book_id: int, text: str, *, title: str = "", language: str = "vi", subjects=()) -> IndexDoc:
     return IndexDoc(book_id, title or f"Sách {book_id}", (f"Tác giả {book_id % 3}",), tuple(subjects), language,
                     "", ((1, "Một", text),))
 
@@ -264,7 +263,6 @@ def test_only_the_search_module_imports_whoosh():
 def test_author_and_title_words_rank_first_when_other_books_lack_subjects(tmp_path):
     """Books without subjects or authors must not spoil the ranking of the others (a missing
     field once gave every score NaN)."""
-    from appliance.search import IndexDoc
     common = "gia đình khái hưng " * 3
     docs = [IndexDoc(n, f"Truyện {n}", (), (), "vi", "", ((1, "Một", common + f"chuyện {n}"),)) for n in range(1, 30)]
     docs.append(IndexDoc(99, "Gia đình", ("Khái Hưng",), ("Tiểu thuyết",), "vi", "", ((1, "Một", "Một câu chuyện."),)))
