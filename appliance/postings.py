@@ -9,10 +9,10 @@ into NumPy arrays (kept in a small cache, since readers ask for the same common
 words again and again), and matching, counting and ranking are array
 operations over all the reader's documents at once.
 
-Scores are BM25 (k1 = 1.2, b = 0.75) per field, as Whoosh's default weighting
-computes them; a document's score is the sum over the query's words in the
-combined field, plus each required clause's score in the title, authors and
-subjects times that field's boost.
+Scores are BM25 per field (k1 = 1.2 and b = 0.75, Whoosh's defaults; the idf is
+log(1 + (N - df + 0.5) / (df + 0.5))); a document's score is the sum over the
+query's words in the combined field, plus each required clause's score in the
+title, authors and subjects times that field's boost.
 """
 from __future__ import annotations
 
