@@ -16,14 +16,11 @@ title, authors and subjects times that field's boost.
 """
 from __future__ import annotations
 
-import logging
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
-
-logger = logging.getLogger(__name__)
 
 K1 = 1.2
 B = 0.75
@@ -149,8 +146,11 @@ class ReaderTables:
 
     def mask(self, field: str, term: str) -> np.ndarray:
         """True for the live documents having ``term`` in ``field``."""
+        return self._as_mask(self.postings(field, term)[0])
+
+    def _as_mask(self, ids: np.ndarray) -> np.ndarray:
         out = np.zeros(self.size, dtype=bool)
-        out[self.postings(field, term)[0]] = True
+        out[ids] = True
         return out
 
     def all_of(self, field: str, terms: Sequence[str]) -> np.ndarray:
@@ -195,18 +195,17 @@ class ReaderTables:
         norm = K1 * ((1.0 - B) + B * self.lengths[field][ids] / max(self.average_length[field], 1e-6))
         return ids, (idf * tf * (K1 + 1.0) / (tf + norm)).astype(np.float32)
 
-    def field_score(self, field: str, terms: Sequence[str]) -> np.ndarray:
-        """Dense scores of documents having every one of ``terms`` in ``field`` (0 elsewhere)."""
+    def field_score(self, field: str, terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Dense scores of documents having every one of ``terms`` in ``field`` (0 elsewhere), and
+        which documents those are."""
         total = np.zeros(self.size, dtype=np.float32)
         present = np.ones(self.size, dtype=bool)
         for term in terms:
             ids, scores = self.bm25(field, term)
-            here = np.zeros(self.size, dtype=bool)
-            here[ids] = True
-            present &= here
+            present &= self._as_mask(ids)
             total[ids] += scores
         total[~present] = 0.0
-        return total
+        return total, present
 
     def top(self, scores: np.ndarray, allowed: np.ndarray, limit: int) -> list[tuple[int, float]]:
         """(document number, score) of the best ``limit`` allowed documents, best first; ties in

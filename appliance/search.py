@@ -212,11 +212,7 @@ class PairTokenizer(Tokenizer):
             return
         for part in value.split(SEP):
             previous = None
-            for m in WORD.finditer(fold(part)):
-                word = m.group()
-                if word.strip("_") == "":
-                    continue
-                word = word[:64]
+            for word in iter_folded_tokens(fold(part)):
                 if previous is not None:
                     t.text = pair_term(previous, word)
                     t.boost = 1.0
@@ -333,28 +329,23 @@ def _matching(tables: ReaderTables, parsed: ParsedQuery, any_word: bool = False)
     return out
 
 
-def _named(tables: ReaderTables, parsed: ParsedQuery) -> np.ndarray:
-    """Books whose title, authors or subjects hold every required clause (all its words)."""
-    out = np.ones(tables.size, dtype=bool)
-    for toks in parsed.required:
-        here = np.zeros(tables.size, dtype=bool)
-        for name, _boost in BOOST_FIELDS:
-            here |= tables.all_of(name, list(toks))
-        out &= here
-    return out
-
-
-def _scores(tables: ReaderTables, parsed: ParsedQuery) -> np.ndarray:
-    """Every book's score: its words in the text, plus more for clauses in the title, authors
-    and subjects."""
+def _scores(tables: ReaderTables, parsed: ParsedQuery) -> tuple[np.ndarray, np.ndarray]:
+    """Every book's score (its words in the text, plus more for clauses in the title, authors
+    and subjects), and which books are named: their title, authors or subjects hold every
+    required clause (all its words)."""
     scores = np.zeros(tables.size, dtype=np.float32)
     for word in sorted(parsed.words()):
         ids, s = tables.bm25("all", word)
         scores[ids] += s
+    named = np.ones(tables.size, dtype=bool)
     for toks in parsed.required:
+        in_some_field = np.zeros(tables.size, dtype=bool)
         for name, boost in BOOST_FIELDS:
-            scores += boost * tables.field_score(name, toks)
-    return scores
+            field_scores, present = tables.field_score(name, toks)
+            scores += boost * field_scores
+            in_some_field |= present
+        named &= in_some_field
+    return scores, named
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -697,8 +688,9 @@ class SearchIndex:
         hits: tuple[Hit, ...] = ()
         first = (page - 1) * pagelen
         if first < total:
-            top = tables.top(_scores(tables, parsed), allowed, first + pagelen)[first:]
-            hits = self._hits(searcher, tables, parsed, top, _named(tables, parsed))
+            scores, named = _scores(tables, parsed)
+            top = tables.top(scores, allowed, first + pagelen)[first:]
+            hits = self._hits(searcher, tables, parsed, top, named)
         return SearchPage(query, total, page, pagelen, hits, languages, subjects, relaxed)
 
     def _hits(self, searcher, tables: ReaderTables, parsed: ParsedQuery, top: list[tuple[int, float]],
