@@ -695,28 +695,36 @@ class SearchIndex:
 
     def _hits(self, searcher, tables: ReaderTables, parsed: ParsedQuery, top: list[tuple[int, float]],
               named: np.ndarray) -> tuple[Hit, ...]:
-        """The page's hits; a book whose title, authors or subjects hold every clause shows its
-        description, others the first chapter with the words."""
+        """The page's hits. A book whose title, authors or subjects hold every clause shows its
+        description when the words are in it; other books, and those with a description without
+        the words, show the first chapter with the words."""
         words = frozenset(parsed.words())
         out = []
         for docnum, score in top:
             book_id = int(tables.book_id[docnum])
-            key = (book_id, words)
-            if named[docnum]:
-                found = None
-            elif key in self._snippets:
-                self._snippets.move_to_end(key)
-                found = self._snippets[key]
-            else:
-                found = self._snippets[key] = self._chapter_hit(book_id, words)
-                if len(self._snippets) > SNIPPET_CACHE:
-                    self._snippets.popitem(last=False)
+            described = self._blurb_snippet(searcher, docnum, words) if named[docnum] else None
+            found = None if described else self._cached_chapter_hit(book_id, words)
             if found is None:
-                blurb = searcher.stored_fields(docnum).get("blurb") or ""
-                out.append(Hit(book_id, float(score), None, None, make_snippet(blurb, words)))
+                if described is None:
+                    described = self._blurb_snippet(searcher, docnum, words)
+                out.append(Hit(book_id, float(score), None, None, described))
             else:
                 out.append(Hit(book_id, float(score), found[0], found[1], found[2]))
         return tuple(out)
+
+    @staticmethod
+    def _blurb_snippet(searcher, docnum: int, words: frozenset[str]) -> str:
+        return make_snippet(searcher.stored_fields(docnum).get("blurb") or "", words)
+
+    def _cached_chapter_hit(self, book_id: int, words: frozenset[str]) -> tuple[int, str, str] | None:
+        key = (book_id, words)
+        if key in self._snippets:
+            self._snippets.move_to_end(key)
+            return self._snippets[key]
+        found = self._snippets[key] = self._chapter_hit(book_id, words)
+        if len(self._snippets) > SNIPPET_CACHE:
+            self._snippets.popitem(last=False)
+        return found
 
     def _chapter_hit(self, book_id: int, words: frozenset[str]) -> tuple[int, str, str] | None:
         """(position, title, snippet) of the first chapter where the words are, read from the catalog."""

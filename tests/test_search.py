@@ -274,3 +274,16 @@ def test_author_and_title_words_rank_first_when_other_books_lack_subjects(tmp_pa
         assert all(math.isfinite(h.score) for h in page.hits)
     finally:
         index.close()
+
+
+def test_a_book_named_by_the_query_without_a_description_still_gets_a_snippet(tmp_path):
+    index = SearchIndex(tmp_path / "index", chapter_loader=lambda book_id: [(0, "Một", "Gia đình ấy sống ở bản.")])
+    try:
+        index.add_books([IndexDoc(1, "Gia đình", ("Khái Hưng",), (), "vi", "", ((0, "Một", "Gia đình ấy sống ở bản."),)),
+                         IndexDoc(2, "Gia đình", ("Khái Hưng",), (), "vi", "Gia đình: một truyện dài.",
+                                  ((0, "Một", "Gia đình ấy sống ở bản."),))])
+        hits = {h.book_id: h for h in index.search("gia dinh").hits}
+        assert "<mark>Gia</mark>" in hits[1].snippet and hits[1].chapter_position == 0
+        assert hits[2].snippet.startswith("<mark>Gia</mark> <mark>đình</mark>: một") and hits[2].chapter_position is None
+    finally:
+        index.close()
