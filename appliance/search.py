@@ -84,6 +84,7 @@ GAP = 100  # position gap at a separator
 # subjects add to the score, so they rank above text-only matches.
 BOOST_FIELDS = (("title", 6.0), ("authors", 5.0), ("subject_words", 2.5))
 MAX_SNIPPET_CHAPTERS = 40  # chapters of one book read to find the words, at most
+NAMED_SNIPPET_CHAPTERS = 3  # the same for a book whose title, authors or subjects hold the words
 
 MAX_QUERY_CHARS = 500
 MAX_QUERY_CLAUSES = 12
@@ -547,9 +548,9 @@ class SearchIndex:
         self._pointer_stamp: tuple[int, int] | None = None
         self._tables: ReaderTables | None = None
         self._tables_key: object = None
-        # (book id, words) -> where the words are in the book and its snippet; emptied whenever
+        # (book id, words, chapters read at most) -> where the words are in the book and its snippet; emptied whenever
         # the index changes, since a change may be a new version of a book.
-        self._snippets: OrderedDict[tuple[int, frozenset[str]], tuple[int, str, str] | None] = OrderedDict()
+        self._snippets: OrderedDict[tuple[int, frozenset[str], int], tuple[int, str, str] | None] = OrderedDict()
 
     # -- generations ------------------------------------------------------------------------------
 
@@ -703,7 +704,9 @@ class SearchIndex:
         for docnum, score in top:
             book_id = int(tables.book_id[docnum])
             described = self._blurb_snippet(searcher, docnum, words) if named[docnum] else None
-            found = None if described else self._cached_chapter_hit(book_id, words)
+            # A named book's words may be nowhere in its text: look at its first chapters only.
+            chapters = NAMED_SNIPPET_CHAPTERS if named[docnum] else MAX_SNIPPET_CHAPTERS
+            found = None if described else self._cached_chapter_hit(book_id, words, chapters)
             if found is None:
                 if described is None:
                     described = self._blurb_snippet(searcher, docnum, words)
@@ -716,23 +719,23 @@ class SearchIndex:
     def _blurb_snippet(searcher, docnum: int, words: frozenset[str]) -> str:
         return make_snippet(searcher.stored_fields(docnum).get("blurb") or "", words)
 
-    def _cached_chapter_hit(self, book_id: int, words: frozenset[str]) -> tuple[int, str, str] | None:
-        key = (book_id, words)
+    def _cached_chapter_hit(self, book_id: int, words: frozenset[str], chapters: int) -> tuple[int, str, str] | None:
+        key = (book_id, words, chapters)
         if key in self._snippets:
             self._snippets.move_to_end(key)
             return self._snippets[key]
-        found = self._snippets[key] = self._chapter_hit(book_id, words)
+        found = self._snippets[key] = self._chapter_hit(book_id, words, chapters)
         if len(self._snippets) > SNIPPET_CACHE:
             self._snippets.popitem(last=False)
         return found
 
-    def _chapter_hit(self, book_id: int, words: frozenset[str]) -> tuple[int, str, str] | None:
+    def _chapter_hit(self, book_id: int, words: frozenset[str], chapters: int) -> tuple[int, str, str] | None:
         """(position, title, snippet) of the first chapter where the words are, read from the catalog."""
         if self.chapter_loader is None:
             return None
         try:
             for n, (position, title, text) in enumerate(self.chapter_loader(book_id)):
-                if n >= MAX_SNIPPET_CHAPTERS:
+                if n >= chapters:
                     break
                 snippet = make_snippet(text or "", words)
                 if snippet:
