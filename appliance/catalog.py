@@ -333,17 +333,33 @@ def referenced_blobs(db: sqlite_utils.Database) -> set[str]:
 
 
 def chapter_loader(db_path):
-    """A function giving a book's chapters as (position, title, text), in order, read one at a time
-    from the catalog (for the search index's snippets; safe to call from any thread)."""
+    """A function giving a book's chapters as (position, title, text), in order (those at the
+    given positions, or all), read one at a time from the catalog, for the search index's
+    snippets. Each thread keeps one read-only connection."""
     import sqlite3
+    import threading
 
-    def chapters(book_id: int):
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    local = threading.local()
+
+    def connection() -> sqlite3.Connection:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10,
+                                                check_same_thread=False)
+        return conn
+
+    def chapters(book_id: int, positions: list[int] | None = None):
+        sql = "SELECT position, title, text_z FROM chapters WHERE book_id = ?"
+        args: list = [book_id]
+        if positions is not None:
+            positions = [int(p) for p in positions][:500]
+            sql += f" AND position IN ({','.join('?' * len(positions))})"
+            args += positions
+        cursor = connection().execute(sql + " ORDER BY position", args)
         try:
-            for position, title, text_z in conn.execute(
-                    "SELECT position, title, text_z FROM chapters WHERE book_id = ? ORDER BY position", [book_id]):
+            for position, title, text_z in cursor:
                 yield position, title or "", zlib.decompress(text_z).decode("utf-8") if text_z else ""
         finally:
-            conn.close()
+            cursor.close()
 
     return chapters

@@ -61,6 +61,7 @@ from whoosh.query import Term
 from whoosh.reading import TermNotFound
 from whoosh.writing import LockError
 
+from .chaptermarks import chapter_marks, chapters_with_any
 from .fsutil import atomic_write_text, fsync_dir
 from .postings import EMPTY_IDS, EMPTY_WEIGHTS, ReaderTables
 from .textfold import WORD, clean, fold, iter_folded_tokens
@@ -70,7 +71,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["IndexDoc", "Hit", "SearchPage", "IndexUnavailable", "IndexBusy", "SearchIndex", "parse_query"]
 
 # Bumped when the schema or the analysis changes; an index of another format is rebuilt.
-FORMAT = "5"
+FORMAT = "6"
 POINTER = "CURRENT"
 FORMAT_FILE = "FORMAT"
 REBUILD_LOCK = "rebuild.lock"
@@ -261,6 +262,7 @@ def make_schema() -> Schema:
         language=ID(),
         subjects=FieldType(format=Existence(), analyzer=ValuesTokenizer(), scorable=False),
         blurb=STORED(),  # capped description, for the snippet of a title/author match
+        marks=STORED(),  # which chapters may hold a word (appliance.chaptermarks)
     )
 
 
@@ -428,16 +430,24 @@ def _raw_word(word: str) -> re.Pattern[str] | None:
 
 
 def _first_match(text: str, words: frozenset[str]) -> int:
-    """Where the first of ``words`` is in ``text`` (about), or -1."""
+    """Where the first of ``words`` is in ``text`` (about), or -1.
+
+    Looks window by window and stops at the first window with a match: chapters can be long and
+    most matches come early. Windows overlap so a word cut at a window's edge is still found. A
+    window the raw tables cover is searched as it is; any other is folded first."""
     patterns = [_raw_word(w) for w in words]
-    if None not in patterns and _raw_tables()[2].search(text) is None:
-        starts = [m.start() for m in (p.search(text) for p in patterns) if m]
-        return min(starts, default=-1)
-    # Fold window by window and stop at the first match: chapters can be long and most
-    # matches come early. Windows overlap so a word cut at a window's edge is still found.
-    locator = _locator(words)
+    raw = None not in patterns
+    uncovered = _raw_tables()[2]
+    locator = None
     for offset in range(0, len(text), SNIPPET_WINDOW):
-        window = text[offset:offset + SNIPPET_WINDOW + 100]
+        end = offset + SNIPPET_WINDOW + 100
+        if raw and uncovered.search(text, offset, end) is None:
+            starts = [m.start() for m in (p.search(text, offset, end) for p in patterns) if m]
+            if starts:
+                return min(starts)
+            continue
+        locator = locator or _locator(words)
+        window = text[offset:end]
         folded = fold(window)
         found = locator.search(folded)
         if found:
@@ -533,12 +543,13 @@ class SearchIndex:
     run one at a time, writes are serialized, and other processes writing are
     waited for through Whoosh's file lock.
 
-    ``chapter_loader(book_id)`` yields a book's chapters as (position, title, text), in
-    order; with it, hits name the chapter where the words are and show a snippet of it.
+    ``chapter_loader(book_id, positions)`` yields a book's chapters as (position, title, text),
+    in order: those at ``positions``, or all when it is None; with it, hits name the chapter
+    where the words are and show a snippet of it.
     """
 
     def __init__(self, folder: Path, *,
-                 chapter_loader: Callable[[int], Iterable[tuple[int, str, str]]] | None = None):
+                 chapter_loader: Callable[[int, list[int] | None], Iterable[tuple[int, str, str]]] | None = None):
         self.folder = Path(folder)
         self.chapter_loader = chapter_loader
         self._search_lock = threading.Lock()
@@ -703,38 +714,40 @@ class SearchIndex:
         out = []
         for docnum, score in top:
             book_id = int(tables.book_id[docnum])
-            described = self._blurb_snippet(searcher, docnum, words) if named[docnum] else None
+            stored = searcher.stored_fields(docnum)
+            described = make_snippet(stored.get("blurb") or "", words) if named[docnum] else None
             # A named book's words may be nowhere in its text: look at its first chapters only.
             chapters = NAMED_SNIPPET_CHAPTERS if named[docnum] else MAX_SNIPPET_CHAPTERS
-            found = None if described else self._cached_chapter_hit(book_id, words, chapters)
+            found = None if described else self._cached_chapter_hit(book_id, words, chapters, stored.get("marks"))
             if found is None:
                 if described is None:
-                    described = self._blurb_snippet(searcher, docnum, words)
+                    described = make_snippet(stored.get("blurb") or "", words)
                 out.append(Hit(book_id, float(score), None, None, described))
             else:
                 out.append(Hit(book_id, float(score), found[0], found[1], found[2]))
         return tuple(out)
 
-    @staticmethod
-    def _blurb_snippet(searcher, docnum: int, words: frozenset[str]) -> str:
-        return make_snippet(searcher.stored_fields(docnum).get("blurb") or "", words)
-
-    def _cached_chapter_hit(self, book_id: int, words: frozenset[str], chapters: int) -> tuple[int, str, str] | None:
+    def _cached_chapter_hit(self, book_id: int, words: frozenset[str], chapters: int,
+                            marks: tuple[tuple[int, bytes], ...] | None) -> tuple[int, str, str] | None:
         key = (book_id, words, chapters)
         if key in self._snippets:
             self._snippets.move_to_end(key)
             return self._snippets[key]
-        found = self._snippets[key] = self._chapter_hit(book_id, words, chapters)
+        positions = None if marks is None else chapters_with_any(marks, words)[:chapters]
+        found = self._snippets[key] = self._chapter_hit(book_id, words, chapters, positions)
         if len(self._snippets) > SNIPPET_CACHE:
             self._snippets.popitem(last=False)
         return found
 
-    def _chapter_hit(self, book_id: int, words: frozenset[str], chapters: int) -> tuple[int, str, str] | None:
-        """(position, title, snippet) of the first chapter where the words are, read from the catalog."""
-        if self.chapter_loader is None:
+    def _chapter_hit(self, book_id: int, words: frozenset[str], chapters: int,
+                     positions: list[int] | None) -> tuple[int, str, str] | None:
+        """(position, title, snippet) of the first chapter where the words are, read from the
+        catalog: of the chapters at ``positions`` (those the marks say may hold them), or of the
+        first ``chapters`` when there are no marks."""
+        if self.chapter_loader is None or positions == []:
             return None
         try:
-            for n, (position, title, text) in enumerate(self.chapter_loader(book_id)):
+            for n, (position, title, text) in enumerate(self.chapter_loader(book_id, positions)):
                 if n >= chapters:
                     break
                 snippet = make_snippet(text or "", words)
@@ -776,6 +789,7 @@ class SearchIndex:
             pairs=combined,
             language=clean(doc.language or ""), subjects=SEP.join(s for s in map(clean, doc.subjects) if s),
             blurb=clean(doc.description)[:DESCRIPTION_CHARS],
+            marks=chapter_marks(chapters),
         )
 
     def _writer(self, ix, limitmb: int):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import shutil
 import urllib.parse
 
@@ -10,6 +11,7 @@ import pytest
 
 from appliance import db as dbmod
 from appliance import indexing
+from appliance.chaptermarks import chapter_marks, chapters_with_any
 from appliance.search import IndexDoc, SearchIndex
 from appliance.textfold import fold, tokens
 from tests.conftest import import_files
@@ -277,7 +279,7 @@ def test_author_and_title_words_rank_first_when_other_books_lack_subjects(tmp_pa
 
 
 def test_a_book_named_by_the_query_without_a_description_still_gets_a_snippet(tmp_path):
-    index = SearchIndex(tmp_path / "index", chapter_loader=lambda book_id: [(0, "Một", "Gia đình ấy sống ở bản.")])
+    index = SearchIndex(tmp_path / "index", chapter_loader=lambda book_id, positions=None: [(0, "Một", "Gia đình ấy sống ở bản.")])
     try:
         index.add_books([IndexDoc(1, "Gia đình", ("Khái Hưng",), (), "vi", "", ((0, "Một", "Gia đình ấy sống ở bản."),)),
                          IndexDoc(2, "Gia đình", ("Khái Hưng",), (), "vi", "Gia đình: một truyện dài.",
@@ -285,5 +287,38 @@ def test_a_book_named_by_the_query_without_a_description_still_gets_a_snippet(tm
         hits = {h.book_id: h for h in index.search("gia dinh").hits}
         assert "<mark>Gia</mark>" in hits[1].snippet and hits[1].chapter_position == 0
         assert hits[2].snippet.startswith("<mark>Gia</mark> <mark>đình</mark>: một") and hits[2].chapter_position is None
+    finally:
+        index.close()
+
+
+def test_chapter_marks_never_miss_a_word_and_rarely_claim_one():
+    rng = random.Random(5)
+    vocabulary = [f"từ{n}" for n in range(5000)]
+    chapters = [(p, f"Chương {p}", " ".join(rng.sample(vocabulary, 300))) for p in range(40)]
+    marks = chapter_marks(chapters)
+    for position, _, text in chapters:
+        for word in tokens(text)[:50]:
+            assert position in chapters_with_any(marks, [word])
+    absent = [fold(f"không{n}") for n in range(500)]
+    claimed = sum(len(chapters_with_any(marks, [w])) for w in absent) / (500 * len(chapters))
+    assert claimed < 0.06
+    assert chapters_with_any(marks, ["chuong"]) == list(range(40))  # chapter titles count
+
+
+def test_snippets_read_only_the_chapters_holding_the_words(tmp_path):
+    chapters = tuple((p, f"Phần {p}", "Trời mưa cả ngày trên núi. " * 50) for p in range(30))
+    chapters = chapters[:17] + ((17, "Phần 17", "Ở đây có con đường về bản Tà Xùa."),) + chapters[18:]
+    asked = []
+
+    def loader(book_id, positions=None):
+        asked.append(positions)
+        return [c for c in chapters if positions is None or c[0] in positions]
+
+    index = SearchIndex(tmp_path / "index", chapter_loader=loader)
+    try:
+        index.add_books([IndexDoc(1, "Núi", ("Ai đó",), (), "vi", "", chapters)])
+        hit = index.search("ta xua").hits[0]
+        assert hit.chapter_position == 17 and "<mark>Tà</mark> <mark>Xùa</mark>" in hit.snippet
+        assert asked == [[17]]
     finally:
         index.close()

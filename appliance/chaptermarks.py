@@ -1,0 +1,59 @@
+"""Which chapters of a book may hold a word: one small Bloom filter per chapter.
+
+The search index keeps one document per book, so a hit says that a book has the words, not
+where. A snippet needs the first chapter that has one of them, and reading chapter after
+chapter from the catalog until one does was most of a search's time. The index therefore
+stores, with each book, a bit set per chapter of its folded words (title and text): two bits
+per word out of at least ``BITS_PER_WORD`` per distinct word, so a chapter without the word is
+taken for one having it a few times in a hundred, and a chapter with it is never missed.
+
+Marks are a tuple of ``(position, bits)`` in reading order; ``bits`` are bytes whose length
+is a power of two (at most 8 KB: the two bit numbers of a word are the low and high halves of
+its CRC-32).
+"""
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+
+from .textfold import fold, iter_folded_tokens
+
+__all__ = ["chapter_marks", "chapters_with_any"]
+
+BITS_PER_WORD = 8
+MIN_BYTES = 16
+MAX_BYTES = 8192  # 65,536 bits: a bit number fits 16 bits
+
+
+def _bit_numbers(word: str, nbits: int) -> tuple[int, int]:
+    h = zlib.crc32(word.encode("utf-8"))
+    return h & (nbits - 1), (h >> 16) & (nbits - 1)
+
+
+def _bits_for(words: set[str]) -> bytes:
+    size = MIN_BYTES
+    while size < MAX_BYTES and size * 8 < BITS_PER_WORD * len(words):
+        size *= 2
+    nbits = size * 8
+    bits = bytearray(size)
+    for word in words:
+        for n in _bit_numbers(word, nbits):
+            bits[n >> 3] |= 1 << (n & 7)
+    return bytes(bits)
+
+
+def chapter_marks(chapters: Iterable[tuple[int, str, str]]) -> tuple[tuple[int, bytes], ...]:
+    """The marks of chapters given as (position, title, text)."""
+    return tuple((int(position), _bits_for(set(iter_folded_tokens(fold(f"{title or ''}\n{text or ''}")))))
+                 for position, title, text in chapters)
+
+
+def _may_hold(bits: bytes, word: str) -> bool:
+    nbits = len(bits) * 8
+    return all(bits[n >> 3] >> (n & 7) & 1 for n in _bit_numbers(word, nbits))
+
+
+def chapters_with_any(marks: Iterable[tuple[int, bytes]], words: Iterable[str]) -> list[int]:
+    """Positions of the chapters that may hold at least one of the folded ``words``, in order."""
+    words = tuple(words)
+    return [position for position, bits in marks if bits and any(_may_hold(bits, w) for w in words)]
