@@ -31,12 +31,35 @@ class LibraryState:
         self.index_lock = threading.Lock()
         self.index_state = "unknown"  # unknown | current | rebuilding | failed
         self.stats = None  # appliance.stats.Recorder, set by create_app
+        self._local = threading.local()
+        self._connections: list = []
+        self._connections_lock = threading.Lock()
 
     def open_db(self):
-        # create_app applied the migrations; a request's connection does not check them again.
+        """The catalog connection of this thread, opened once and kept: opening one per request
+        cost more than most pages' queries. create_app applied the migrations; a request's
+        connection does not check them again."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = dbmod.connect(self.settings.db_path, migrate=False)
+            with self._connections_lock:
+                self._connections.append(db)
+        return db
+
+    def connect_db(self):
+        """A new catalog connection, for work outside requests (the caller closes it)."""
         return dbmod.connect(self.settings.db_path, migrate=False)
 
+    def release_db(self, db) -> None:
+        """End what a request left open on its connection (an error inside a transaction)."""
+        if db.conn.in_transaction:
+            db.conn.rollback()
+
     def close(self) -> None:
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for db in connections:
+            db.close()
         self.index.close()
         if self.stats is not None:
             try:
@@ -100,7 +123,7 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
     def close_db(exc):
         conn = g.pop("db", None)
         if conn is not None:
-            conn.close()
+            state.release_db(conn)
 
     from .errors import register_error_handlers
     from .i18n import init_i18n
@@ -127,4 +150,12 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
     from .discovery import template_context
 
     app.context_processor(template_context)
+
+    from .hotpages import HotPages
+    from .views.home import HOME_SECONDS
+    from .views.opds import ROOT_SECONDS
+
+    app.wsgi_app = HotPages(app.wsgi_app, {"/": HOME_SECONDS, "/opds": ROOT_SECONDS, "/opds/": ROOT_SECONDS,
+                                           "/opds/v2": ROOT_SECONDS},
+                            lambda: dbmod.page_state(state.open_db()))
     return app

@@ -20,7 +20,7 @@ def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDE
     first = True
     while not stop.is_set():
         try:
-            db = state.open_db()
+            db = state.connect_db()
             try:
                 with state.index_lock:
                     if first:
@@ -70,7 +70,7 @@ _rebuild_guard = threading.Lock()
 def _rebuild_index(state) -> None:
     state.index_state = "rebuilding"
     try:
-        db = state.open_db()
+        db = state.connect_db()
         try:
             with state.index_lock:
                 indexing.rebuild(db, state.index)

@@ -24,7 +24,9 @@ def connect(path: Path, *, migrate: bool = True) -> sqlite_utils.Database:
     conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 30000")
     db = sqlite_utils.Database(conn, execute_plugins=False)
-    if db.journal_mode != "wal":
+    # WAL is kept in the file once set; asking costs more than a small query, so only the
+    # connection that applies the migrations asks.
+    if migrate and db.journal_mode != "wal":
         db.enable_wal()
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -46,6 +48,13 @@ def next_seq(db: sqlite_utils.Database, name: str = "catalog") -> int:
 def current_seq(db: sqlite_utils.Database, name: str = "catalog") -> int:
     row = db.execute("SELECT value FROM counters WHERE name = ?", [name]).fetchone()
     return row[0] if row else 0
+
+
+def page_state(db: sqlite_utils.Database) -> tuple:
+    """What the pages every reader opens depend on besides the request: the catalog's counter and
+    the welcome text (for appliance.hotpages)."""
+    return tuple(db.execute("SELECT (SELECT value FROM counters WHERE name = 'catalog'), "
+                            "(SELECT value FROM kv WHERE key = 'welcome_text')").fetchone())
 
 
 def get_setting(db: sqlite_utils.Database, key: str, default: str | None = None) -> str | None:

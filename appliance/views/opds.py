@@ -14,7 +14,6 @@ from .. import db as dbmod
 from ..app import get_db, library_state
 from ..finder import find_books
 from ..i18n import select_locale
-from ..pagecache import PageCache
 from .params import int_arg, language_arg, page_size, text_arg
 
 bp = Blueprint("opds", __name__, url_prefix="/opds")
@@ -65,7 +64,7 @@ def _respond(body: bytes | dict, mimetype: str) -> Response:
     response.mimetype = mimetype
     if mimetype.startswith("application/atom+xml"):
         response.headers["Content-Type"] = f"{mimetype}; charset=utf-8"
-    tag = hashlib.sha256(f"{seq}|{request.full_path}|{mimetype}".encode()).hexdigest()[:32]
+    tag = hashlib.sha256(f"{seq}|{request.full_path}|{mimetype}|{select_locale()}".encode()).hexdigest()[:32]
     response.set_etag(tag)
     response.last_modified = moment
     response.cache_control.public = True
@@ -301,21 +300,16 @@ def _json_navigation(title: str, entries: list[opds.NavEntry], extra: list[dict]
 # -- OPDS 1.2 routes ------------------------------------------------------------------------------
 
 
-ROOT_SECONDS = 30.0  # the root feed only changes with the catalog (in its key) and the box's name
+ROOT_SECONDS = 30.0  # the root feeds are kept this long (appliance.hotpages)
 
 
 @bp.get("")
 @bp.get("/")
 def root():
     name = _box_name()
-
-    def render() -> bytes:
-        extra = [opds.Link("alternate", url_for("opds.root_v2"), opds.OPDS2, title="OPDS 2.0")]
-        links = _common_links(opds.NAVIGATION, request.full_path.rstrip("?")) + extra
-        return opds.navigation_feed("root", name, _updated(), links, _root_entries(False), name)
-
-    cache = current_app.extensions.setdefault("opds_root", PageCache(ROOT_SECONDS))
-    body = cache.get((dbmod.current_seq(get_db()), request.full_path, name, select_locale()), render)
+    extra = [opds.Link("alternate", url_for("opds.root_v2"), opds.OPDS2, title="OPDS 2.0")]
+    links = _common_links(opds.NAVIGATION, request.full_path.rstrip("?")) + extra
+    body = opds.navigation_feed("root", name, _updated(), links, _root_entries(False), name)
     return _respond(body, opds.NAVIGATION)
 
 

@@ -1,0 +1,109 @@
+"""Whole answers for the few pages every phone asks for, kept for a few seconds.
+
+Twenty phones opening the home page, or reader apps refreshing the OPDS root, would each pay for
+the same queries, the same template and the web framework's own work per request. This layer
+sits in front of the web app (WSGI) and keeps the status, headers and body of a successful GET
+of those paths under a key naming everything the page depends on: the path, the host it was
+asked for (feeds hold absolute links), the request's cookies (language, the reader's "continue
+reading" place, a librarian's session), its Accept-Language, and the box's state (the catalog's
+change counter and the welcome text, read in one small query). Anything that changes without
+a key change (most read this month, vans nearby) is at most ``seconds`` old.
+
+A kept answer is replayed as it was, with its security headers; a matching If-None-Match gets
+304. Answers that set a cookie, and anything but a plain 200, are never kept.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+
+from werkzeug.http import parse_etags, unquote_etag
+
+__all__ = ["HotPages"]
+
+_NOT_REPLAYED_ON_304 = {"content-length", "content-type"}
+
+
+class HotPages:
+    def __init__(self, app, seconds_by_path: dict[str, float], state: Callable[[], Hashable], size: int = 256):
+        self.app = app
+        self.seconds_by_path = dict(seconds_by_path)
+        self.state = state
+        self.size = size
+        self._kept: OrderedDict[Hashable, tuple[float, str, list[tuple[str, str]], bytes, str | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD")
+        seconds = self.seconds_by_path.get(path)
+        if seconds is None or method not in ("GET", "HEAD") or environ.get("QUERY_STRING"):
+            return self.app(environ, start_response)
+        try:
+            key = (path, environ.get("SCRIPT_NAME", ""), environ.get("wsgi.url_scheme"), environ.get("HTTP_HOST"),
+                   environ.get("HTTP_COOKIE"), environ.get("HTTP_ACCEPT_LANGUAGE"), self.state())
+        except Exception:  # the catalog cannot be read: let the app answer (and report) it
+            return self.app(environ, start_response)
+        now = time.monotonic()
+        with self._lock:
+            found = self._kept.get(key)
+            if found is not None and now - found[0] < seconds:
+                self._kept.move_to_end(key)
+            else:
+                found = None
+        if found is not None:
+            return self._replay(environ, start_response, *found[1:])
+        if method == "HEAD":
+            return self.app(environ, start_response)
+        return self._answer_and_keep(environ, start_response, key, now)
+
+    @staticmethod
+    def _replay(environ, start_response, status: str, headers: list[tuple[str, str]], body: bytes,
+                etag: str | None) -> Iterable[bytes]:
+        asked = environ.get("HTTP_IF_NONE_MATCH")
+        if etag is not None and asked and parse_etags(asked).contains_weak(etag):
+            start_response("304 NOT MODIFIED", [(k, v) for k, v in headers if k.lower() not in _NOT_REPLAYED_ON_304])
+            return []
+        start_response(status, headers)
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+    def _answer_and_keep(self, environ, start_response, key: Hashable, now: float) -> Iterable[bytes]:
+        seen: dict = {}
+
+        def remember(status, headers, exc_info=None):
+            if exc_info is not None and seen:
+                raise exc_info[1].with_traceback(exc_info[2])
+            seen["status"], seen["headers"] = status, list(headers)
+            return seen.setdefault("written", []).append
+
+        # The app checks If-None-Match itself; ask it without, so what it answers can be kept.
+        asked = environ.pop("HTTP_IF_NONE_MATCH", None)
+        result = self.app(environ, remember)
+        try:
+            body = b"".join([*seen.get("written", []), *result])
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        if asked is not None:
+            environ["HTTP_IF_NONE_MATCH"] = asked
+        status, headers = seen["status"], seen["headers"]
+        names = {k.lower() for k, _ in headers}
+        etag_header = next((v for k, v in headers if k.lower() == "etag"), None)
+        etag = unquote_etag(etag_header)[0] if etag_header else None
+        if not status.startswith("200 "):
+            start_response(status, headers)
+            return [body]
+        if "set-cookie" not in names:
+            with self._lock:
+                self._kept[key] = (now, status, headers, body, etag)
+                self._kept.move_to_end(key)
+                while len(self._kept) > self.size:
+                    self._kept.popitem(last=False)
+        return self._replay(environ, start_response, status, headers, body, etag)
