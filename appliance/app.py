@@ -17,6 +17,7 @@ from .settings import Settings
 logger = logging.getLogger(__name__)
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+REQUEST_CACHE_KB = 512
 
 
 class LibraryState:
@@ -42,6 +43,9 @@ class LibraryState:
         db = getattr(self._local, "db", None)
         if db is None:
             db = self._local.db = dbmod.connect(self.settings.db_path, migrate=False)
+            # Each server thread keeps its connection: a small page cache each (the operating
+            # system caches the file for all of them).
+            db.execute(f"PRAGMA cache_size = -{REQUEST_CACHE_KB}")
             with self._connections_lock:
                 self._connections.append(db)
         return db

@@ -8,6 +8,7 @@ from __future__ import annotations
 from flask import Flask, request
 from flask_babel import Babel
 
+from .langnames import language_name
 from .settings import Settings
 
 LANGUAGES = {"vi": "Tiếng Việt", "en": "English", "fr": "Français", "ar": "العربية"}
@@ -44,16 +45,3 @@ def init_i18n(app: Flask, settings: Settings) -> None:
             "ui_languages": LANGUAGES,
             "box_name": settings.box_name,
         }
-
-
-def language_name(code: str | None) -> str:
-    """A language's own name (``vi`` -> ``Tiếng Việt``), or the code when unknown."""
-    from babel import Locale, UnknownLocaleError
-
-    if not code:
-        return "?"
-    try:
-        name = Locale.parse(code.replace("-", "_")).get_display_name(code.replace("-", "_")) or code
-    except (UnknownLocaleError, ValueError, TypeError):
-        return code
-    return name[:1].upper() + name[1:]

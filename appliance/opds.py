@@ -10,7 +10,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from babel import Locale, UnknownLocaleError
 from lxml import etree
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -63,15 +62,6 @@ class BookLinks:
     cover: str | None
     cover_type: str | None
     thumbnail: str | None
-
-
-def language_label(code: str, ui_locale: str = "en") -> str:
-    """The language's own name, e.g. ``vi`` -> ``Tiếng Việt`` (the code itself when unknown)."""
-    try:
-        name = Locale.parse(code.replace("-", "_")).get_display_name(code.replace("-", "_"))
-    except (UnknownLocaleError, ValueError, TypeError):
-        return code or "?"
-    return (name[:1].upper() + name[1:]) if name else code
 
 
 def timestamp(moment: datetime) -> str:

@@ -35,7 +35,6 @@ from flask import Flask, Request, current_app
 from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
-from .importer import DiskFull, Importer, ImportReport
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -204,6 +203,9 @@ def _stage(storage: FileStorage, settings: Settings, limit: int) -> Path:
 
 def import_upload(storage: FileStorage, settings: Settings, db: sqlite_utils.Database) -> UploadOutcome:
     """Check, stage and import one uploaded file; the staged copy is always removed afterwards."""
+    # Imported here, not at the top: a server that only lends books never loads the EPUB reader.
+    from .importer import DiskFull, Importer, ImportReport
+
     shown = (storage.filename or "").strip()[:120] or "?"
     try:
         path = _stage(storage, settings, settings.upload_max_mb * 1024 * 1024)

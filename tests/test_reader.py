@@ -169,3 +169,18 @@ def test_vertical_japanese_sample_is_set_vertically(client, settings, shared_dir
     html = client.get("/books/1/read/2").get_data(as_text=True)
     assert 'class="chapter vertical"' in html and 'lang="ja"' in html
     assert "<ruby>" in html  # furigana kept
+
+
+def test_language_names_table_matches_babel():
+    """ui/language-names.json (languages' own names) is what CLDR says; `python -m appliance.langnames` rewrites it."""
+    import json
+
+    from babel import localedata
+
+    from appliance.langnames import TABLE, language_name, name_from_babel
+
+    table = json.loads(TABLE.read_text(encoding="utf-8"))
+    expected = {i: n for i in localedata.locale_identifiers() if (n := name_from_babel(i))}
+    assert table == expected
+    assert language_name("vi") == "Tiếng Việt" and language_name("fr-CA") == "Français (Canada)"
+    assert language_name("ar") == "العربية" and language_name("xx-bogus") == "xx-bogus" and language_name("") == "?"

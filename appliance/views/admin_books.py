@@ -6,13 +6,10 @@ import re
 import warnings
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from PIL import Image
 
 from .. import catalog
 from ..app import get_db, library_state
-from ..epub import make_thumbnail
 from ..textfold import fold
-from ..uploads import import_uploads
 from .admin import bp
 
 PER_PAGE = 50
@@ -60,6 +57,8 @@ def upload():
     outcomes = None
     if request.method == "POST":
         files = request.files.getlist("files")
+        from ..uploads import import_uploads
+
         outcomes = import_uploads(files, settings, get_db())
         if not outcomes:
             flash("Choose one or more EPUB files first.")
@@ -125,6 +124,8 @@ def edit_book(book_id: int):
 
 def cover_from_upload(data: bytes) -> bytes:
     """A re-encoded JPEG of an uploaded picture (which also drops its metadata), or FormInvalid."""
+    from PIL import Image
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -152,6 +153,8 @@ def cover_from_upload(data: bytes) -> bytes:
 
 @bp.post("/books/<int:book_id>/cover")
 def book_cover(book_id: int):
+    from ..epub import make_thumbnail
+
     book = admin_book(book_id)
     upload = request.files.get("cover")
     data = upload.read() if upload else b""

@@ -1,9 +1,10 @@
-"""Librarian page for content channels: what is installed, and which channels this box follows."""
+"""Librarian page for content channels: what is installed, and which channels this box follows.
+
+content_sync (and the EPUB reader and signatures it brings) is imported when a librarian opens
+the page, not when the server starts."""
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
-
-from content_sync import apply, bundles
 
 from ..app import get_db
 from .admin import bp
@@ -11,11 +12,15 @@ from .admin import bp
 
 @bp.get("/channels")
 def channels():
+    from content_sync import apply
+
     return render_template("admin/channels.html", channels=apply.channel_rows(get_db()), error=None)
 
 
 @bp.post("/channels")
 def channel_subscribe():
+    from content_sync import apply, bundles
+
     name = request.form.get("name", "").strip().lower()
     try:
         apply.subscribe(get_db(), name)
@@ -27,6 +32,8 @@ def channel_subscribe():
 
 @bp.post("/channels/<name>/unsubscribe")
 def channel_unsubscribe(name: str):
+    from content_sync import apply
+
     if not apply.unsubscribe(get_db(), name):
         return render_template("admin/channels.html", channels=apply.channel_rows(get_db()),
                                error="This box does not know that channel."), 404

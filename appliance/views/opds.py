@@ -14,6 +14,7 @@ from .. import db as dbmod
 from ..app import get_db, library_state
 from ..finder import find_books
 from ..i18n import select_locale
+from ..langnames import language_name
 from .params import int_arg, language_arg, page_size, text_arg
 
 bp = Blueprint("opds", __name__, url_prefix="/opds")
@@ -195,7 +196,7 @@ def _all_listing(v2: bool) -> Listing:
                         facet_group=_("Language"), active=language is None, count=None)]
     for row in catalog.languages(get_db()):
         facets.append(opds.Link(opds.FACET, url_for(endpoint, lang=row["language"], subject=subject_id), kind,
-                                title=opds.language_label(row["language"]), facet_group=_("Language"),
+                                title=language_name(row["language"]), facet_group=_("Language"),
                                 active=row["language"] == language, count=row["books"]))
     facets.append(opds.Link(opds.FACET, url_for(endpoint, lang=language), kind, title=_("All subjects"),
                             facet_group=_("Subject"), active=subject_id is None))
@@ -205,7 +206,7 @@ def _all_listing(v2: bool) -> Listing:
                                 count=row["books"]))
     parts = [_("All books")]
     if language:
-        parts.append(opds.language_label(language))
+        parts.append(language_name(language))
     if subject:
         parts.append(subject["name"])
     feed_id = f"all:{language or ''}:{subject_id or ''}"
@@ -258,7 +259,7 @@ def _root_entries(v2: bool) -> list[opds.NavEntry]:
 def _language_entries(v2: bool) -> list[opds.NavEntry]:
     endpoint = "opds.all_v2" if v2 else "opds.all_books"
     kind = opds.OPDS2 if v2 else opds.ACQUISITION
-    return [opds.NavEntry(f"language:{r['language']}", opds.language_label(r["language"]),
+    return [opds.NavEntry(f"language:{r['language']}", language_name(r["language"]),
                           url_for(endpoint, lang=r["language"]), kind, count=r["books"])
             for r in catalog.languages(get_db())]
 
