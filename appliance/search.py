@@ -559,9 +559,9 @@ class SearchIndex:
         self._pointer_stamp: tuple[int, int] | None = None
         self._tables: ReaderTables | None = None
         self._tables_key: object = None
-        # (book id, words, chapters read at most) -> where the words are in the book and its snippet; emptied whenever
-        # the index changes, since a change may be a new version of a book.
-        self._snippets: OrderedDict[tuple[int, frozenset[str], int], tuple[int, str, str] | None] = OrderedDict()
+        # (book id, words, named) -> the hit's chapter position and title (or None) and snippet; emptied
+        # whenever the index changes, since a change may be a new version of a book.
+        self._snippets: OrderedDict[tuple[int, frozenset[str], bool], tuple[int | None, str | None, str]] = OrderedDict()
 
     # -- generations ------------------------------------------------------------------------------
 
@@ -707,36 +707,43 @@ class SearchIndex:
 
     def _hits(self, searcher, tables: ReaderTables, parsed: ParsedQuery, top: list[tuple[int, float]],
               named: np.ndarray) -> tuple[Hit, ...]:
-        """The page's hits. A book whose title, authors or subjects hold every clause shows its
-        description when the words are in it; other books, and those with a description without
-        the words, show the first chapter with the words."""
         words = frozenset(parsed.words())
         out = []
         for docnum, score in top:
             book_id = int(tables.book_id[docnum])
-            stored = searcher.stored_fields(docnum)
-            described = make_snippet(stored.get("blurb") or "", words) if named[docnum] else None
-            # A named book's words may be nowhere in its text: look at its first chapters only.
-            chapters = NAMED_SNIPPET_CHAPTERS if named[docnum] else MAX_SNIPPET_CHAPTERS
-            found = None if described else self._cached_chapter_hit(book_id, words, chapters, stored.get("marks"))
-            if found is None:
-                if described is None:
-                    described = make_snippet(stored.get("blurb") or "", words)
-                out.append(Hit(book_id, float(score), None, None, described))
-            else:
-                out.append(Hit(book_id, float(score), found[0], found[1], found[2]))
+            position, title, snippet = self._cached_snippet(searcher, docnum, book_id, words, bool(named[docnum]))
+            out.append(Hit(book_id, float(score), position, title, snippet))
         return tuple(out)
 
-    def _cached_chapter_hit(self, book_id: int, words: frozenset[str], chapters: int,
-                            marks: tuple[tuple[int, bytes], ...] | None) -> tuple[int, str, str] | None:
-        key = (book_id, words, chapters)
+    def _cached_snippet(self, searcher, docnum: int, book_id: int, words: frozenset[str],
+                        named: bool) -> tuple[int | None, str | None, str]:
+        key = (book_id, words, named)
         if key in self._snippets:
             self._snippets.move_to_end(key)
             return self._snippets[key]
-        positions = None if marks is None else chapters_with_any(marks, words)[:chapters]
-        found = self._snippets[key] = self._chapter_hit(book_id, words, chapters, positions)
+        found = self._snippets[key] = self._snippet(searcher, docnum, book_id, words, named)
         if len(self._snippets) > SNIPPET_CACHE:
             self._snippets.popitem(last=False)
+        return found
+
+    def _snippet(self, searcher, docnum: int, book_id: int, words: frozenset[str],
+                 named: bool) -> tuple[int | None, str | None, str]:
+        """(chapter position, chapter title, snippet) of a hit. A book whose title, authors or
+        subjects hold every clause (``named``) shows its description when the words are in it;
+        other books, and those with a description without the words, show the first chapter
+        with the words (a named book's words may be nowhere in its text: only its first
+        chapters are read), else the description."""
+        stored = searcher.stored_fields(docnum)
+        blurb = stored.get("blurb") or ""
+        described = make_snippet(blurb, words) if named else ""
+        if described:
+            return None, None, described
+        marks = stored.get("marks")
+        chapters = NAMED_SNIPPET_CHAPTERS if named else MAX_SNIPPET_CHAPTERS
+        positions = None if marks is None else chapters_with_any(marks, words)[:chapters]
+        found = self._chapter_hit(book_id, words, chapters, positions)
+        if found is None:
+            return None, None, described if named else make_snippet(blurb, words)
         return found
 
     def _chapter_hit(self, book_id: int, words: frozenset[str], chapters: int,
