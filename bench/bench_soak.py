@@ -1,0 +1,150 @@
+"""The box under a long mixed load: memory over time, throughput, latency and errors.
+
+    python bench/bench_soak.py --home /tmp/bench-core/home-10000 --minutes 10 --clients 20
+
+Starts ``library serve`` on the given data folder (on 127.0.0.1), then runs ``wrk`` for
+``--minutes`` with a script that walks through what phones ask for, in a fixed mix: the home
+page, searches (titles, authors and words from the catalog, each different), book pages,
+chapters, covers, downloads and OPDS feeds. The server's RSS is read from /proc every 15 s.
+Prints a JSON report (RSS at start / after the first minute / at the end / highest, requests/s,
+latency p50/p95/p99, errors). Nothing here runs in CI.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench_core import free_port, proc_memory  # noqa: E402
+
+from appliance.textfold import fold  # noqa: E402
+
+SCRIPT = """
+paths = {%s}
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", paths[(counter %% #paths) + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests": %%d, "duration_us": %%d, "socket_errors": %%d, "status_errors": %%d, '
+    .. '"p50": %%.2f, "p95": %%.2f, "p99": %%.2f}\\n', summary.requests, summary.duration,
+    e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def mixed_paths(db_path: Path, count: int, seed: int) -> list[str]:
+    """``count`` paths in the mix a room of phones makes (per 20: 3 home, 5 search, 4 book,
+    4 chapter, 2 cover, 1 download, 1 OPDS)."""
+    rng = random.Random(seed)
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    books = [r[:2] for r in conn.execute("SELECT id, title, thumb_sha256 FROM books WHERE hidden = 0")]
+    with_covers = [r[0] for r in conn.execute("SELECT id FROM books WHERE hidden = 0 AND thumb_sha256 IS NOT NULL")]
+    authors = [r[0] for r in conn.execute("SELECT name FROM authors")]
+    chapters: dict[int, list[int]] = {}
+    for book_id, position in conn.execute("SELECT book_id, position FROM chapters"):
+        chapters.setdefault(book_id, []).append(position)
+    conn.close()
+    mix = ["home"] * 3 + ["search"] * 5 + ["book"] * 4 + ["chapter"] * 4 + ["cover"] * 2 + ["download", "opds"]
+    out = []
+    for n in range(count):
+        kind = mix[n % len(mix)]
+        book_id, title = rng.choice(books)
+        if kind == "home":
+            out.append("/")
+        elif kind == "search":
+            words = fold(rng.choice([title, rng.choice(authors) if authors else title])).split()
+            start = rng.randrange(max(1, len(words) - 1))
+            out.append("/search?q=" + urllib.parse.quote(" ".join(words[start:start + 2]) or "sach"))
+        elif kind == "book":
+            out.append(f"/books/{book_id}")
+        elif kind == "chapter":
+            with_text = book_id if book_id in chapters else rng.choice(list(chapters))
+            out.append(f"/books/{with_text}/read/{rng.choice(chapters[with_text])}")
+        elif kind == "cover":
+            out.append(f"/books/{rng.choice(with_covers)}/thumbnail")
+        elif kind == "download":
+            out.append(f"/books/{book_id}/download")
+        else:
+            out.append(rng.choice(["/opds", "/opds/new", "/opds/v2", "/opds/languages"]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", type=Path, required=True, help="the box's data folder (already imported)")
+    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--paths", type=int, default=20_000, help="distinct requests in the walk")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    paths = mixed_paths(args.home / "catalog.db", args.paths, args.seed)
+    script = Path(tempfile.mkdtemp()) / "soak.lua"
+    script.write_text(SCRIPT % ", ".join(json.dumps(p) for p in paths))
+    port = free_port()
+    env = dict(os.environ, LIBRARY_HOME=str(args.home), LIBRARY_DISK_RESERVE_MB="0")
+    server = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port",
+                               str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    samples: list[tuple[float, float]] = []
+    stop = threading.Event()
+    try:
+        started = time.perf_counter()
+        while True:
+            try:
+                urllib.request.urlopen(base + "/", timeout=5).read()
+                break
+            except OSError:
+                if time.perf_counter() - started > 120:
+                    raise
+                time.sleep(0.05)
+        start_rss = proc_memory(server.pid)["VmRSS"]
+
+        def sample() -> None:
+            t0 = time.perf_counter()
+            while not stop.wait(15):
+                samples.append((round(time.perf_counter() - t0), proc_memory(server.pid)["VmRSS"]))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        seconds = int(args.minutes * 60)
+        out = subprocess.run(["wrk", "-t2", f"-c{args.clients}", f"-d{seconds}s", "--timeout", "10s", "-s",
+                              str(script), base], capture_output=True, text=True, check=True).stdout
+        stop.set()
+        result = json.loads([x for x in out.splitlines() if x.startswith("{")][-1])
+        memory = proc_memory(server.pid)
+        report = {
+            "home": str(args.home), "minutes": args.minutes, "clients": args.clients,
+            "requests_per_s": round(result["requests"] / (result["duration_us"] / 1e6), 1),
+            "latency_ms": {k: result[k] for k in ("p50", "p95", "p99")},
+            "errors": result["socket_errors"] + result["status_errors"],
+            "rss_mb": {"start": round(start_rss, 1),
+                       "after_1_min": next((round(m, 1) for t, m in samples if t >= 60), None),
+                       "end": round(memory["VmRSS"], 1), "highest": round(memory["VmHWM"], 1)},
+            "rss_samples": samples,
+        }
+        print(json.dumps(report, indent=1))
+    finally:
+        stop.set()
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
