@@ -113,36 +113,22 @@ def reindex(ctx: click.Context) -> None:
     click.echo(f"Indexed {count} books.")
 
 
-def serve_until(server, stopping: threading.Event, tick: float = 0.5) -> None:
+def serve_until(server, stopping: threading.Event, tick: float = 0.5, idle=None) -> None:
     """Run waitress's loop until ``stopping`` is set (by SIGTERM), then let running requests finish.
 
     waitress itself stops only on KeyboardInterrupt; raising from a signal handler can land inside a
     channel's handler, and closing the sockets from it breaks the running select. So the loop runs one
-    short round at a time and checks the event between rounds.
+    short round at a time and checks the event between rounds (and calls ``idle()`` there, if given).
     """
     from waitress import wasyncore
 
     socket_map = getattr(server, "map", None) or server._map
     while not stopping.is_set():
         wasyncore.loop(timeout=tick, map=socket_map, count=1)
+        if idle is not None:
+            idle()
     server.task_dispatcher.shutdown()
     server.close()
-
-
-def _limit_malloc_arenas(arenas: int = 2) -> None:
-    """Ask glibc for at most ``arenas`` malloc arenas (as MALLOC_ARENA_MAX does). By default each
-    server thread may get its own arena, and memory freed in one is not reused by another: on a
-    1 GB box that was tens of MB kept after a burst of requests. Must run before threads start."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        if libc is not None and hasattr(libc, "mallopt"):
-            libc.mallopt(-8, arenas)  # M_ARENA_MAX
-    except OSError:
-        pass
 
 
 def run_server(settings: Settings) -> None:
@@ -152,9 +138,10 @@ def run_server(settings: Settings) -> None:
     from .admin_cli import announce_setup_code
     from .app import create_app
     from .background import start_index_keeper
+    from .memory import MemoryTrimmer, limit_arenas
     from .uploads import prepare_server
 
-    _limit_malloc_arenas()
+    limit_arenas()
     app = create_app(settings)
     server = waitress.create_server(app, host=settings.host, port=settings.port, threads=settings.threads,
                                     ident="library", **prepare_server(settings))
@@ -174,7 +161,7 @@ def run_server(settings: Settings) -> None:
     host, port = server.effective_host, server.effective_port
     click.echo(f"Library open at http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}/")
     try:
-        serve_until(server, stopping)
+        serve_until(server, stopping, idle=MemoryTrimmer().tick)
     except KeyboardInterrupt:
         server.close()
     finally:

@@ -9,7 +9,7 @@ import qrcode.image.svg
 from markupsafe import Markup
 
 
-@lru_cache(maxsize=1024)  # drawing a code costs milliseconds; a book's page asks for the same one again and again
+@lru_cache(maxsize=128)  # drawing a code costs milliseconds and keeping one about 8 KB: keep the popular books
 def qr_svg(text: str, label: str) -> Markup:
     """An SVG QR code of ``text`` with an accessible label."""
     image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, box_size=10, border=2)

@@ -418,7 +418,7 @@ def _ranges(chars: Iterable[str]) -> str:
     return "".join(out)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=256)  # a pattern is about 12 KB; a search asks for a few
 def _raw_word(word: str) -> re.Pattern[str] | None:
     """A pattern finding the folded ``word`` in text that is not folded (None if the word has a
     character the raw tables do not cover)."""

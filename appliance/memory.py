@@ -1,0 +1,45 @@
+"""Keeping the server's memory small on a 1 GB box (glibc's allocator, through ctypes).
+
+By default glibc gives each thread that allocates its own arena, and memory freed in one arena
+is not used by another; after a burst of requests (chapters of big books parsed by several
+threads at once) the server kept tens of MB it no longer used. ``limit_arenas`` caps the
+arenas as MALLOC_ARENA_MAX does (it must run before threads start), and ``MemoryTrimmer``
+hands freed pages back to the system every few seconds (malloc_trim). Elsewhere than glibc
+both do nothing.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import time
+
+M_ARENA_MAX = -8
+TRIM_SECONDS = 10.0
+
+
+def _libc():
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+
+
+def limit_arenas(arenas: int = 2) -> bool:
+    libc = _libc()
+    return bool(libc is not None and libc.mallopt(M_ARENA_MAX, arenas))
+
+
+class MemoryTrimmer:
+    def __init__(self, seconds: float = TRIM_SECONDS):
+        self.seconds = seconds
+        self._libc = _libc()
+        self._last = time.monotonic()
+
+    def tick(self) -> None:
+        """Call often; trims at most once every ``seconds``."""
+        now = time.monotonic()
+        if self._libc is not None and now - self._last >= self.seconds:
+            self._last = now
+            self._libc.malloc_trim(0)
