@@ -48,12 +48,17 @@ def chapter_marks(chapters: Iterable[tuple[int, str, str]]) -> tuple[tuple[int, 
                  for position, title, text in chapters)
 
 
-def _may_hold(bits: bytes, word: str) -> bool:
-    nbits = len(bits) * 8
-    return all(bits[n >> 3] >> (n & 7) & 1 for n in _bit_numbers(word, nbits))
-
-
 def chapters_with_any(marks: Iterable[tuple[int, bytes]], words: Iterable[str]) -> list[int]:
     """Positions of the chapters that may hold at least one of the folded ``words``, in order."""
-    words = tuple(words)
-    return [position for position, bits in marks if bits and any(_may_hold(bits, w) for w in words)]
+    hashes = [zlib.crc32(w.encode("utf-8")) for w in words]
+    out = []
+    for position, bits in marks:
+        if not bits:
+            continue
+        mask = len(bits) * 8 - 1
+        for h in hashes:
+            low, high = h & mask, (h >> 16) & mask
+            if bits[low >> 3] >> (low & 7) & 1 and bits[high >> 3] >> (high & 7) & 1:
+                out.append(position)
+                break
+    return out
