@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from .textfold import fold, iter_folded_tokens
 
-__all__ = ["chapter_marks", "chapters_with_any"]
+__all__ = ["chapter_marks", "chapters_with_all", "chapters_with_any"]
 
 BITS_PER_WORD = 8
 MIN_BYTES = 16
@@ -61,4 +61,18 @@ def chapters_with_any(marks: Iterable[tuple[int, bytes]], words: Iterable[str]) 
             if bits[low >> 3] >> (low & 7) & 1 and bits[high >> 3] >> (high & 7) & 1:
                 out.append(position)
                 break
+    return out
+
+
+def chapters_with_all(marks: Iterable[tuple[int, bytes]], words: Iterable[str]) -> list[int]:
+    """Positions of the chapters that may hold every one of the folded ``words``, in order."""
+    hashes = [zlib.crc32(w.encode("utf-8")) for w in words]
+    out = []
+    for position, bits in marks:
+        if not bits:
+            continue
+        mask = len(bits) * 8 - 1
+        if all(bits[(h & mask) >> 3] >> (h & mask & 7) & 1 and bits[((h >> 16) & mask) >> 3] >> ((h >> 16) & mask & 7) & 1
+               for h in hashes):
+            out.append(position)
     return out

@@ -61,7 +61,7 @@ from whoosh.query import Term
 from whoosh.reading import TermNotFound
 from whoosh.writing import LockError
 
-from .chaptermarks import chapter_marks, chapters_with_any
+from .chaptermarks import chapter_marks, chapters_with_all, chapters_with_any
 from .fsutil import atomic_write_text, fsync_dir
 from .postings import EMPTY_IDS, EMPTY_WEIGHTS, ReaderTables
 from .textfold import WORD, clean, fold, iter_folded_tokens
@@ -422,10 +422,17 @@ def _ranges(chars: Iterable[str]) -> str:
 def _raw_word(word: str) -> re.Pattern[str] | None:
     """A pattern finding the folded ``word`` in text that is not folded (None if the word has a
     character the raw tables do not cover)."""
+    return _raw_phrase((word,))
+
+
+@lru_cache(maxsize=64)
+def _raw_phrase(words: tuple[str, ...]) -> re.Pattern[str] | None:
+    """A pattern finding the folded ``words`` one after the other (anything but letters and
+    digits between them) in text that is not folded; None as for ``_raw_word``."""
     classes, ignore, _ = _raw_tables()
-    if any(c not in classes for c in word):
+    if any(c not in classes for word in words for c in word):
         return None
-    body = "".join(classes[c] + ignore for c in word)
+    body = r"[\W_]*".join("".join(classes[c] + ignore for c in word) for word in words)
     return re.compile(rf"(?<![^\W_]){body}(?![^\W_])")
 
 
@@ -456,14 +463,36 @@ def _first_match(text: str, words: frozenset[str]) -> int:
     return -1
 
 
-def make_snippet(text: str, words: frozenset[str], width: int = SNIPPET_CHARS) -> str:
-    """About ``width`` characters of ``text`` around the first of ``words``, escaped, words in <mark>.
+def _first_phrase(text: str, phrases: tuple[tuple[str, ...], ...]) -> int:
+    """Where the first of the quoted ``phrases`` is in ``text`` (about), or -1."""
+    starts = []
+    for phrase in phrases:
+        pattern = _raw_phrase(phrase)
+        if pattern is not None and _raw_tables()[2].search(text) is None:
+            found = pattern.search(text)
+        else:
+            folded = fold(text)
+            found = re.search(r"[\W_]*".join(map(re.escape, phrase)), folded)
+            if found:  # folding keeps lengths nearly equal
+                starts.append(int(found.start() * len(text) / max(1, len(folded))))
+                continue
+        if found:
+            starts.append(found.start())
+    return min(starts, default=-1)
+
+
+def make_snippet(text: str, words: frozenset[str], width: int = SNIPPET_CHARS,
+                 phrases: tuple[tuple[str, ...], ...] = ()) -> str:
+    """About ``width`` characters of ``text`` around the first of the quoted ``phrases`` (if one is
+    in it), else around the first of ``words``; escaped, words in <mark>.
 
     Returns "" when none of the words occurs in ``text``.
     """
     if not text or not words:
         return ""
-    guess = _first_match(text, words)
+    guess = _first_phrase(text, phrases) if phrases else -1
+    if guess < 0:
+        guess = _first_match(text, words)
     if guess < 0:
         return ""
     spans = _matching_spans(text, words, max(0, guess - 400), guess + 400)
@@ -708,31 +737,34 @@ class SearchIndex:
     def _hits(self, searcher, tables: ReaderTables, parsed: ParsedQuery, top: list[tuple[int, float]],
               named: np.ndarray) -> tuple[Hit, ...]:
         words = frozenset(parsed.words())
+        phrases = tuple(clause for clause in parsed.required if len(clause) > 1)
         out = []
         for docnum, score in top:
             book_id = int(tables.book_id[docnum])
-            position, title, snippet = self._cached_snippet(searcher, docnum, book_id, words, bool(named[docnum]))
+            position, title, snippet = self._cached_snippet(searcher, docnum, book_id, words, phrases,
+                                                            bool(named[docnum]))
             out.append(Hit(book_id, float(score), position, title, snippet))
         return tuple(out)
 
     def _cached_snippet(self, searcher, docnum: int, book_id: int, words: frozenset[str],
-                        named: bool) -> tuple[int | None, str | None, str]:
-        key = (book_id, words, named)
+                        phrases: tuple[tuple[str, ...], ...], named: bool) -> tuple[int | None, str | None, str]:
+        key = (book_id, words, phrases, named)
         if key in self._snippets:
             self._snippets.move_to_end(key)
             return self._snippets[key]
-        found = self._snippets[key] = self._snippet(searcher, docnum, book_id, words, named)
+        found = self._snippets[key] = self._snippet(searcher, docnum, book_id, words, phrases, named)
         if len(self._snippets) > SNIPPET_CACHE:
             self._snippets.popitem(last=False)
         return found
 
     def _snippet(self, searcher, docnum: int, book_id: int, words: frozenset[str],
-                 named: bool) -> tuple[int | None, str | None, str]:
+                 phrases: tuple[tuple[str, ...], ...], named: bool) -> tuple[int | None, str | None, str]:
         """(chapter position, chapter title, snippet) of a hit. A book whose title, authors or
         subjects hold every clause (``named``) shows its description when the words are in it;
         other books, and those with a description without the words, show the first chapter
         with the words (a named book's words may be nowhere in its text: only its first
-        chapters are read), else the description."""
+        chapters are read), else the description. For a quoted phrase, chapters that may hold
+        all of its words come first."""
         stored = searcher.stored_fields(docnum)
         blurb = stored.get("blurb") or ""
         described = make_snippet(blurb, words) if named else ""
@@ -740,14 +772,23 @@ class SearchIndex:
             return None, None, described
         marks = stored.get("marks")
         chapters = NAMED_SNIPPET_CHAPTERS if named else MAX_SNIPPET_CHAPTERS
-        positions = None if marks is None else chapters_with_any(marks, words)[:chapters]
-        found = self._chapter_hit(book_id, words, chapters, positions)
+        found = None
+        if marks is None:
+            found = self._chapter_hit(book_id, words, chapters, None, phrases)
+        else:
+            candidates = chapters_with_any(marks, words)[:chapters]
+            holding = chapters_with_all(marks, phrases[0])[:chapters] if phrases else []
+            if holding:
+                found = self._chapter_hit(book_id, words, chapters, holding, phrases)
+            if found is None:
+                found = self._chapter_hit(book_id, words, chapters, [p for p in candidates if p not in holding],
+                                          phrases)
         if found is None:
             return None, None, described if named else make_snippet(blurb, words)
         return found
 
-    def _chapter_hit(self, book_id: int, words: frozenset[str], chapters: int,
-                     positions: list[int] | None) -> tuple[int, str, str] | None:
+    def _chapter_hit(self, book_id: int, words: frozenset[str], chapters: int, positions: list[int] | None,
+                     phrases: tuple[tuple[str, ...], ...] = ()) -> tuple[int, str, str] | None:
         """(position, title, snippet) of the first chapter where the words are, read from the
         catalog: of the chapters at ``positions`` (those the marks say may hold them), or of the
         first ``chapters`` when there are no marks."""
@@ -757,7 +798,7 @@ class SearchIndex:
             for n, (position, title, text) in enumerate(self.chapter_loader(book_id, positions)):
                 if n >= chapters:
                     break
-                snippet = make_snippet(text or "", words)
+                snippet = make_snippet(text or "", words, phrases=phrases)
                 if snippet:
                     return int(position), title or "", snippet
                 if title and _locator(words).search(fold(title)):

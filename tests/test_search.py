@@ -322,3 +322,22 @@ def test_snippets_read_only_the_chapters_holding_the_words(tmp_path):
         assert asked == [[17]]
     finally:
         index.close()
+
+
+def test_a_quoted_phrase_shows_where_the_phrase_is_not_just_its_words(tmp_path):
+    chapters = ((0, "Một", "Con chim bay qua. " * 30 + "Cô gái ngồi đợi."),
+                (1, "Hai", "Mưa trên núi. " * 40 + "Đó là con gái xứ Mường, đi chợ sớm. " + "Mưa trên núi. " * 40))
+
+    def loader(book_id, positions=None):
+        return [c for c in chapters if positions is None or c[0] in positions]
+
+    index = SearchIndex(tmp_path / "index", chapter_loader=loader)
+    try:
+        index.add_books([IndexDoc(1, "Núi", ("Ai đó",), (), "vi", "", chapters)])
+        phrase = index.search('"con gai xu"').hits[0]
+        assert phrase.chapter_position == 1
+        assert "<mark>con</mark> <mark>gái</mark> <mark>xứ</mark> Mường" in phrase.snippet
+        words = index.search("con gai xu").hits[0]  # the same words unquoted: their first chapter
+        assert words.chapter_position == 0
+    finally:
+        index.close()
