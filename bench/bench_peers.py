@@ -358,11 +358,17 @@ def search_quality(server: Server, queries: list[tuple[str, str, dict]]) -> dict
     return {kind: f"{a}/{b}" for kind, (a, b) in found.items()}
 
 
-def quality_queries(books: list[dict], in_calibre: dict[str, int], fold) -> list[tuple[str, str, dict]]:
+def quality_queries(books: list[dict], in_calibre: dict[str, int], fold, sample: int = 0) -> list[tuple[str, str, dict]]:
     """The title of each Vietnamese book as typed with and without accents, and its author's name
-    without accents plus a title word (books every server has)."""
+    without accents plus a title word (books every server has); of ``sample`` books drawn at
+    random when it is not 0."""
+    import random
+
     out = []
-    for book in books:
+    chosen = [b for b in books if b["language"] == "vi" and b["title"].casefold() in in_calibre]
+    if sample and len(chosen) > sample:
+        chosen = random.Random(11).sample(chosen, sample)
+    for book in chosen:
         if book["language"] != "vi" or book["title"].casefold() not in in_calibre:
             continue
         words = book["title"].split()[:4]
@@ -411,6 +417,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--clients", default="20,50")
     parser.add_argument("--query", default="", help="search words (default: two words of a Vietnamese title)")
+    parser.add_argument("--quality-books", type=int, default=0,
+                        help="books drawn at random for the search quality queries (0: every Vietnamese book)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     files = sorted(p for folder in args.books for p in (folder.rglob("*.epub") if folder.is_dir() else [folder]))
@@ -429,7 +437,7 @@ def main() -> None:
     # Unaccented, as most readers type on a phone (kiwix-serve finds nothing for accented words here).
     query = args.query or fold(" ".join(book["title"].split()[:2]))
     report["book"], report["query"] = book["title"], query
-    quality = quality_queries(books, in_calibre, fold)
+    quality = quality_queries(books, in_calibre, fold, args.quality_books)
     clients = [int(c) for c in args.clients.split(",")]
     for server in (box, cw, kiwix):
         server.run()
