@@ -92,6 +92,7 @@ MAX_QUERY_CLAUSES = 12
 MAX_PAGELEN = 100
 SNIPPET_CHARS = 200
 SNIPPET_WINDOW = 4000
+PHRASE_SCAN_CHARS = 40_000  # of a chapter, looked through for a quoted phrase's snippet
 SNIPPET_CACHE = 2000  # snippets kept for books shown again for the same words
 DESCRIPTION_CHARS = 2_000
 WRITE_TIMEOUT = 120.0  # seconds to wait for another writer before giving up
@@ -464,21 +465,27 @@ def _first_match(text: str, words: frozenset[str]) -> int:
 
 
 def _first_phrase(text: str, phrases: tuple[tuple[str, ...], ...]) -> int:
-    """Where the first of the quoted ``phrases`` is in ``text`` (about), or -1."""
-    starts = []
-    for phrase in phrases:
-        pattern = _raw_phrase(phrase)
-        if pattern is not None and _raw_tables()[2].search(text) is None:
-            found = pattern.search(text)
-        else:
-            folded = fold(text)
-            found = re.search(r"[\W_]*".join(map(re.escape, phrase)), folded)
-            if found:  # folding keeps lengths nearly equal
-                starts.append(int(found.start() * len(text) / max(1, len(folded))))
-                continue
+    """Where the first of the quoted ``phrases`` is in the first ``PHRASE_SCAN_CHARS`` of
+    ``text`` (about), or -1. Window by window, like ``_first_match``; a phrase further on is left
+    for the words (chapters of whole books run to hundreds of thousands of characters)."""
+    patterns = [_raw_phrase(p) for p in phrases]
+    raw = None not in patterns
+    uncovered = _raw_tables()[2]
+    locator = None
+    for offset in range(0, min(len(text), PHRASE_SCAN_CHARS), SNIPPET_WINDOW):
+        end = offset + SNIPPET_WINDOW + 200
+        if raw and uncovered.search(text, offset, end) is None:
+            starts = [m.start() for m in (p.search(text, offset, end) for p in patterns) if m]
+            if starts:
+                return min(starts)
+            continue
+        locator = locator or re.compile("|".join(r"[\W_]*".join(map(re.escape, p)) for p in phrases))
+        window = text[offset:end]
+        folded = fold(window)
+        found = locator.search(folded)
         if found:
-            starts.append(found.start())
-    return min(starts, default=-1)
+            return offset + int(found.start() * len(window) / max(1, len(folded)))
+    return -1
 
 
 def make_snippet(text: str, words: frozenset[str], width: int = SNIPPET_CHARS,
@@ -523,6 +530,11 @@ def make_snippet(text: str, words: frozenset[str], width: int = SNIPPET_CHARS,
 
 
 def _matching_spans(text: str, words: frozenset[str], start: int, end: int) -> list[tuple[int, int]]:
+    """Where the words of ``text[start:end]`` that fold to one of ``words`` are, in order."""
+    end = min(len(text), end)
+    patterns = [_raw_word(w) for w in words]
+    if None not in patterns and _raw_tables()[2].search(text, start, end) is None:
+        return sorted((m.start(), m.end()) for p in patterns for m in p.finditer(text, start, end))
     spans = []
     for m in WORD.finditer(text, start, min(len(text), end)):
         if any(tok in words for tok in _fold_word(m.group())):
