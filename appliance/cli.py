@@ -38,6 +38,9 @@ def cli(ctx: click.Context, home: Path | None, verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # waitress warns on every request that waits for a free thread; with twenty phones that is a
+    # line per request, written to the SD card, and it slowed the server itself.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     try:
         ctx.obj = Settings.from_env(home=home)
     except SettingsError as e:
