@@ -25,8 +25,8 @@ MIN_BYTES = 16
 MAX_BYTES = 8192  # 65,536 bits: a bit number fits 16 bits
 
 
-def _bit_numbers(word: str, nbits: int) -> tuple[int, int]:
-    h = zlib.crc32(word.encode("utf-8"))
+def _bit_numbers(h: int, nbits: int) -> tuple[int, int]:
+    """The two bits of a word whose CRC-32 is ``h``."""
     return h & (nbits - 1), (h >> 16) & (nbits - 1)
 
 
@@ -37,7 +37,7 @@ def _bits_for(words: set[str]) -> bytes:
     nbits = size * 8
     bits = bytearray(size)
     for word in words:
-        for n in _bit_numbers(word, nbits):
+        for n in _bit_numbers(zlib.crc32(word.encode("utf-8")), nbits):
             bits[n >> 3] |= 1 << (n & 7)
     return bytes(bits)
 
@@ -48,31 +48,23 @@ def chapter_marks(chapters: Iterable[tuple[int, str, str]]) -> tuple[tuple[int, 
                  for position, title, text in chapters)
 
 
-def chapters_with_any(marks: Iterable[tuple[int, bytes]], words: Iterable[str]) -> list[int]:
-    """Positions of the chapters that may hold at least one of the folded ``words``, in order."""
+def _chapters_with(marks: Iterable[tuple[int, bytes]], words: Iterable[str], need) -> list[int]:
     hashes = [zlib.crc32(w.encode("utf-8")) for w in words]
     out = []
     for position, bits in marks:
         if not bits:
             continue
-        mask = len(bits) * 8 - 1
-        for h in hashes:
-            low, high = h & mask, (h >> 16) & mask
-            if bits[low >> 3] >> (low & 7) & 1 and bits[high >> 3] >> (high & 7) & 1:
-                out.append(position)
-                break
+        nbits = len(bits) * 8
+        if need(all(bits[n >> 3] >> (n & 7) & 1 for n in _bit_numbers(h, nbits)) for h in hashes):
+            out.append(position)
     return out
+
+
+def chapters_with_any(marks: Iterable[tuple[int, bytes]], words: Iterable[str]) -> list[int]:
+    """Positions of the chapters that may hold at least one of the folded ``words``, in order."""
+    return _chapters_with(marks, words, any)
 
 
 def chapters_with_all(marks: Iterable[tuple[int, bytes]], words: Iterable[str]) -> list[int]:
     """Positions of the chapters that may hold every one of the folded ``words``, in order."""
-    hashes = [zlib.crc32(w.encode("utf-8")) for w in words]
-    out = []
-    for position, bits in marks:
-        if not bits:
-            continue
-        mask = len(bits) * 8 - 1
-        if all(bits[(h & mask) >> 3] >> (h & mask & 7) & 1 and bits[((h >> 16) & mask) >> 3] >> ((h >> 16) & mask & 7) & 1
-               for h in hashes):
-            out.append(position)
-    return out
+    return _chapters_with(marks, words, all)

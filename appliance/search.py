@@ -438,52 +438,41 @@ def _raw_phrase(words: tuple[str, ...]) -> re.Pattern[str] | None:
 
 
 def _first_match(text: str, words: frozenset[str]) -> int:
-    """Where the first of ``words`` is in ``text`` (about), or -1.
-
-    Looks window by window and stops at the first window with a match: chapters can be long and
-    most matches come early. Windows overlap so a word cut at a window's edge is still found. A
-    window the raw tables cover is searched as it is; any other is folded first."""
-    patterns = [_raw_word(w) for w in words]
-    raw = None not in patterns
-    uncovered = _raw_tables()[2]
-    locator = None
-    for offset in range(0, len(text), SNIPPET_WINDOW):
-        end = offset + SNIPPET_WINDOW + 100
-        if raw and uncovered.search(text, offset, end) is None:
-            starts = [m.start() for m in (p.search(text, offset, end) for p in patterns) if m]
-            if starts:
-                return min(starts)
-            continue
-        locator = locator or _locator(words)
-        window = text[offset:end]
-        folded = fold(window)
-        found = locator.search(folded)
-        if found:
-            # Folding keeps lengths nearly equal; look around the same relative place in the original.
-            return offset + int(found.start() * len(window) / max(1, len(folded)))
-    return -1
+    """Where the first of ``words`` is in ``text`` (about), or -1."""
+    return _first_in_windows(text, [_raw_word(w) for w in words], lambda: _locator(words), len(text), 100)
 
 
 def _first_phrase(text: str, phrases: tuple[tuple[str, ...], ...]) -> int:
     """Where the first of the quoted ``phrases`` is in the first ``PHRASE_SCAN_CHARS`` of
-    ``text`` (about), or -1. Window by window, like ``_first_match``; a phrase further on is left
-    for the words (chapters of whole books run to hundreds of thousands of characters)."""
-    patterns = [_raw_phrase(p) for p in phrases]
+    ``text`` (about), or -1: a phrase further on is left for the words (chapters of whole books
+    run to hundreds of thousands of characters)."""
+    return _first_in_windows(text, [_raw_phrase(p) for p in phrases],
+                             lambda: re.compile("|".join(r"[\W_]*".join(map(re.escape, p)) for p in phrases)),
+                             min(len(text), PHRASE_SCAN_CHARS), 200)
+
+
+def _first_in_windows(text: str, patterns: list[re.Pattern[str] | None], locator: Callable[[], re.Pattern[str]],
+                      limit: int, overlap: int) -> int:
+    """Where the first match is, window by window up to ``limit``, stopping at the first window
+    with one: chapters can be long and most matches come early. Windows overlap so a match cut at
+    a window's edge is still found. A window the raw tables cover is searched as it is with the
+    raw ``patterns``; any other is folded and searched with ``locator()``."""
     raw = None not in patterns
     uncovered = _raw_tables()[2]
-    locator = None
-    for offset in range(0, min(len(text), PHRASE_SCAN_CHARS), SNIPPET_WINDOW):
-        end = offset + SNIPPET_WINDOW + 200
+    folded_locator = None
+    for offset in range(0, limit, SNIPPET_WINDOW):
+        end = offset + SNIPPET_WINDOW + overlap
         if raw and uncovered.search(text, offset, end) is None:
             starts = [m.start() for m in (p.search(text, offset, end) for p in patterns) if m]
             if starts:
                 return min(starts)
             continue
-        locator = locator or re.compile("|".join(r"[\W_]*".join(map(re.escape, p)) for p in phrases))
+        folded_locator = folded_locator or locator()
         window = text[offset:end]
         folded = fold(window)
-        found = locator.search(folded)
+        found = folded_locator.search(folded)
         if found:
+            # Folding keeps lengths nearly equal; look around the same relative place in the original.
             return offset + int(found.start() * len(window) / max(1, len(folded)))
     return -1
 

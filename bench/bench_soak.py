@@ -29,22 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_core import free_port, proc_memory  # noqa: E402
+from bench_peers import WRK_SCRIPT, wait_answer  # noqa: E402
 
 from appliance.textfold import fold  # noqa: E402
 
-SCRIPT = """
+REQUESTS = """
 paths = {%s}
 counter = 0
 request = function()
   counter = counter + 1
   return wrk.format("GET", paths[(counter %% #paths) + 1])
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('{"requests": %%d, "duration_us": %%d, "socket_errors": %%d, "status_errors": %%d, '
-    .. '"p50": %%.2f, "p95": %%.2f, "p99": %%.2f}\\n', summary.requests, summary.duration,
-    e.connect + e.read + e.write + e.timeout, e.status,
-    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
 end
 """
 
@@ -96,7 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     paths = mixed_paths(args.home / "catalog.db", args.paths, args.seed)
     script = Path(tempfile.mkdtemp()) / "soak.lua"
-    script.write_text(SCRIPT % ", ".join(json.dumps(p) for p in paths))
+    script.write_text(REQUESTS % ", ".join(json.dumps(p) for p in paths) + WRK_SCRIPT)
     port = free_port()
     env = dict(os.environ, LIBRARY_HOME=str(args.home), LIBRARY_DISK_RESERVE_MB="0")
     server = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port",
@@ -105,15 +99,7 @@ def main() -> None:
     samples: list[tuple[float, float]] = []
     stop = threading.Event()
     try:
-        started = time.perf_counter()
-        while True:
-            try:
-                urllib.request.urlopen(base + "/", timeout=5).read()
-                break
-            except OSError:
-                if time.perf_counter() - started > 120:
-                    raise
-                time.sleep(0.05)
+        wait_answer(base + "/", server)
         start_rss = proc_memory(server.pid)["VmRSS"]
 
         def sample() -> None:
