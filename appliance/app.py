@@ -28,7 +28,8 @@ class LibraryState:
         self.blobs = BlobStore(settings.blobs_dir)
         from .catalog import chapter_loader
 
-        self.index = SearchIndex(settings.index_dir, chapter_loader=chapter_loader(settings.db_path))
+        # Snippets read chapter texts over the same per-thread connection as the request.
+        self.index = SearchIndex(settings.index_dir, chapter_loader=chapter_loader(lambda: self.open_db().conn))
         self.index_lock = threading.Lock()
         self.index_state = "unknown"  # unknown | current | rebuilding | failed
         self.stats = None  # appliance.stats.Recorder, set by create_app

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -332,21 +333,10 @@ def referenced_blobs(db: sqlite_utils.Database) -> set[str]:
     return out
 
 
-def chapter_loader(db_path):
+def chapter_loader(connection: Callable[[], sqlite3.Connection]):
     """A function giving a book's chapters as (position, title, text), in order (those at the
-    given positions, or all), read one at a time from the catalog, for the search index's
-    snippets. Each thread keeps one read-only connection."""
-    import sqlite3
-    import threading
-
-    local = threading.local()
-
-    def connection() -> sqlite3.Connection:
-        conn = getattr(local, "conn", None)
-        if conn is None:
-            conn = local.conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10,
-                                                check_same_thread=False)
-        return conn
+    given positions, or all), read one at a time from the catalog over ``connection()``, for
+    the search index's snippets."""
 
     def chapters(book_id: int, positions: list[int] | None = None):
         sql = "SELECT position, title, text_z FROM chapters WHERE book_id = ?"
