@@ -35,10 +35,6 @@ class HotPages:
         self._kept: OrderedDict[Hashable, tuple[float, str, list[tuple[str, str]], bytes, str | None]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def clear(self) -> None:
-        with self._lock:
-            self._kept.clear()
-
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD")

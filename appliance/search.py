@@ -437,6 +437,12 @@ def _raw_phrase(words: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile(rf"(?<![^\W_]){body}(?![^\W_])")
 
 
+def _raw_applies(patterns: list[re.Pattern[str] | None], text: str, start: int, end: int) -> bool:
+    """Whether the raw ``patterns`` can be used on ``text[start:end]``: each word has one and the
+    text holds nothing the raw tables do not cover."""
+    return None not in patterns and _raw_tables()[2].search(text, start, end) is None
+
+
 def _first_match(text: str, words: frozenset[str]) -> int:
     """Where the first of ``words`` is in ``text`` (about), or -1."""
     return _first_in_windows(text, [_raw_word(w) for w in words], lambda: _locator(words), len(text), 100)
@@ -457,12 +463,10 @@ def _first_in_windows(text: str, patterns: list[re.Pattern[str] | None], locator
     with one: chapters can be long and most matches come early. Windows overlap so a match cut at
     a window's edge is still found. A window the raw tables cover is searched as it is with the
     raw ``patterns``; any other is folded and searched with ``locator()``."""
-    raw = None not in patterns
-    uncovered = _raw_tables()[2]
     folded_locator = None
     for offset in range(0, limit, SNIPPET_WINDOW):
         end = offset + SNIPPET_WINDOW + overlap
-        if raw and uncovered.search(text, offset, end) is None:
+        if _raw_applies(patterns, text, offset, end):
             starts = [m.start() for m in (p.search(text, offset, end) for p in patterns) if m]
             if starts:
                 return min(starts)
@@ -522,10 +526,10 @@ def _matching_spans(text: str, words: frozenset[str], start: int, end: int) -> l
     """Where the words of ``text[start:end]`` that fold to one of ``words`` are, in order."""
     end = min(len(text), end)
     patterns = [_raw_word(w) for w in words]
-    if None not in patterns and _raw_tables()[2].search(text, start, end) is None:
+    if _raw_applies(patterns, text, start, end):
         return sorted((m.start(), m.end()) for p in patterns for m in p.finditer(text, start, end))
     spans = []
-    for m in WORD.finditer(text, start, min(len(text), end)):
+    for m in WORD.finditer(text, start, end):
         if any(tok in words for tok in _fold_word(m.group())):
             spans.append((m.start(), m.end()))
     return spans
