@@ -316,10 +316,12 @@ def _add_words(chunk: str, add: Callable[[str, bool], None]) -> None:
 
 
 def _clause_mask(tables: ReaderTables, toks: tuple[str, ...]) -> np.ndarray:
-    """Books having a word in the combined field, or a phrase's every word pair."""
+    """Books having a word in the combined field, or a phrase's every word and every word pair
+    (the words too: a pair is a hashed bucket, which a book without them may fill)."""
+    words = tables.all_of("all", sorted(set(toks)))
     if len(toks) == 1:
-        return tables.mask("all", toks[0])
-    return tables.all_of("pairs", pairs_of(toks))
+        return words
+    return words & tables.all_of("pairs", pairs_of(toks))
 
 
 def _matching(tables: ReaderTables, parsed: ParsedQuery, any_word: bool = False) -> np.ndarray:

@@ -11,6 +11,7 @@ import pytest
 
 from appliance import db as dbmod
 from appliance import indexing
+from appliance import search as search_module
 from appliance.chaptermarks import chapter_marks, chapters_with_any
 from appliance.search import IndexDoc, SearchIndex
 from appliance.textfold import fold, tokens
@@ -339,5 +340,17 @@ def test_a_quoted_phrase_shows_where_the_phrase_is_not_just_its_words(tmp_path):
         assert "<mark>con</mark> <mark>gái</mark> <mark>xứ</mark> Mường" in phrase.snippet
         words = index.search("con gai xu").hits[0]  # the same words unquoted: their first chapter
         assert words.chapter_position == 0
+    finally:
+        index.close()
+
+
+def test_a_phrase_needs_its_words_not_only_their_pair_buckets(tmp_path, monkeypatch):
+    # With one bucket every word pair of every book falls in it: only the words can tell.
+    monkeypatch.setattr(search_module, "PAIR_BUCKETS", 1)
+    index = SearchIndex(tmp_path / "index")
+    try:
+        index.add_books([_doc(1, "Trước vành móng ngựa, phóng sự."), _doc(2, "महाभारत कथा पुराण")])
+        assert {h.book_id for h in index.search('"truoc vanh"').hits} == {1}
+        assert index.search('"vanh truoc"').total == 1  # buckets cannot tell the order apart here
     finally:
         index.close()
