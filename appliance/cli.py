@@ -116,37 +116,18 @@ def reindex(ctx: click.Context) -> None:
     click.echo(f"Indexed {count} books.")
 
 
-def serve_until(server, stopping: threading.Event, tick: float = 0.5, idle=None) -> None:
-    """Run waitress's loop until ``stopping`` is set (by SIGTERM), then let running requests finish.
-
-    waitress itself stops only on KeyboardInterrupt; raising from a signal handler can land inside a
-    channel's handler, and closing the sockets from it breaks the running select. So the loop runs one
-    short round at a time and checks the event between rounds (and calls ``idle()`` there, if given).
-    """
-    from waitress import wasyncore
-
-    socket_map = getattr(server, "map", None) or server._map
-    while not stopping.is_set():
-        wasyncore.loop(timeout=tick, map=socket_map, count=1)
-        if idle is not None:
-            idle()
-    server.task_dispatcher.shutdown()
-    server.close()
-
-
 def run_server(settings: Settings) -> None:
     """Serve the web app with waitress until SIGTERM or Ctrl-C; bring the index up to date meanwhile."""
-    import waitress
-
     from .admin_cli import announce_setup_code
     from .app import create_app
     from .background import start_index_keeper
+    from .httpserver import create_server, serve_until
     from .memory import MemoryTrimmer, limit_arenas
     from .uploads import prepare_server
 
     limit_arenas()
     app = create_app(settings)
-    server = waitress.create_server(app, host=settings.host, port=settings.port, threads=settings.threads,
+    server = create_server(app, host=settings.host, port=settings.port, threads=settings.threads,
                                     ident="library", **prepare_server(settings))
     announce_setup_code(settings)
     keeper = start_index_keeper(app)

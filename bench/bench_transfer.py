@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.3, help="seconds added each way")
     parser.add_argument("--cut-after", type=float, default=5.0)
     args = parser.parse_args()
-    import waitress
+    from appliance.httpserver import create_server
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -44,7 +44,7 @@ def main() -> None:
         sha = hashlib.sha256(data).hexdigest()
         (tmp / "hub" / "tree" / "blobs" / "sha256").mkdir(parents=True)
         (tmp / "hub" / "tree" / "blobs" / "sha256" / sha).write_bytes(data)
-        server = waitress.create_server(create_hub_app(tmp / "hub"), host="127.0.0.1", port=0, threads=4)
+        server = create_server(create_hub_app(tmp / "hub"), host="127.0.0.1", port=0, threads=4)
         threading.Thread(target=server.run, daemon=True).start()
         results = {}
         for name in ("library", "curl"):

@@ -290,13 +290,11 @@ def hub_serve(data_dir: Path, host: str, port: int, threads: int) -> None:
     import signal
     import threading
 
-    import waitress
-
-    from appliance.cli import serve_until
+    from appliance.httpserver import create_server, serve_until
 
     from .hub.app import create_hub_app
 
-    server = waitress.create_server(create_hub_app(data_dir), host=host, port=port, threads=threads, ident="library-hub")
+    server = create_server(create_hub_app(data_dir), host=host, port=port, threads=threads, ident="library-hub")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     click.echo(f"Hub open at http://{server.effective_host}:{server.effective_port}/ ; releases from {data_dir / 'tree'}")

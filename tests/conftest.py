@@ -103,15 +103,13 @@ def demo_library(settings: Settings, tmp_path: Path) -> Settings:
 
 class LiveServer:
     def __init__(self, app):
-        import waitress
+        from appliance.httpserver import create_server, serve_until
 
         self.app = app
-        self.server = waitress.create_server(app, host="127.0.0.1", port=0, threads=8)
+        self.server = create_server(app, host="127.0.0.1", port=0, threads=8)
         self.url = f"http://127.0.0.1:{self.server.effective_port}"
         self.stopping = threading.Event()
         # The box's own loop: closing waitress's sockets from this thread would break its select.
-        from appliance.cli import serve_until
-
         self.thread = threading.Thread(target=serve_until, args=(self.server, self.stopping, 0.05), daemon=True)
 
     def __enter__(self) -> LiveServer:
