@@ -39,7 +39,7 @@ class Settings:
     max_chapter_kb: int = _setting(256, "Largest piece of a chapter (KB of HTML) shown on one reader page; longer chapters are split.")
     offline_html_max_mb: int = _setting(20, "Largest self-contained offline HTML file of a book (MB); images are dropped beyond it.")
     upload_max_mb: int = _setting(200, "Largest EPUB a librarian may upload from the browser (MB).")
-    threads: int = _setting(16, "Worker threads of the web server (fewer than about a third of the phones asking at once made waitress queue and slow down sharply).")
+    threads: int = _setting(8, "Worker threads of the web server (more make searches take turns at the interpreter lock; fewer let a few slow searches hold up every page).")
     # The box's own Wi-Fi, DHCP, DNS and captive portal (rendered by `library config render`).
     wifi_ssid: str = _setting("Thu vien", "Name of the box's Wi-Fi network (at most 32 bytes).")
     wifi_country: str = _setting("VN", "Two-letter country code for the Wi-Fi radio's legal channels and power.")
