@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from .commands import AreasGroup
 from .settings import Settings, SettingsError, describe
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def load_settings(ctx: click.Context, **overrides) -> Settings:
         raise click.ClickException(str(e)) from None
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=AreasGroup, context_settings=CONTEXT)
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), help="Data folder (LIBRARY_HOME).")
 @click.option("-v", "--verbose", is_flag=True, help="Log more detail.")
 @click.pass_context

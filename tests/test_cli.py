@@ -68,3 +68,26 @@ def test_bad_setting_value_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(cli, ["--home", str(tmp_path), "settings"], env={"LIBRARY_PORT": "eighty"})
     assert result.exit_code != 0
     assert "LIBRARY_PORT must be a whole number" in result.output
+
+
+def test_serving_does_not_load_the_other_areas_until_named(tmp_path):
+    """``library serve`` loads neither the bundle and sync code nor the cryptography library; the
+    commands of those areas still come when named."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, click\n"
+        "from appliance.cli import cli\n"
+        "from appliance.commands import register_commands\n"
+        "register_commands(cli)\n"
+        "ctx = click.Context(cli)\n"
+        "assert cli.get_command(ctx, 'serve') is not None\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('content_sync', 'cryptography', 'ebooklib'))\n"
+        "assert not loaded, loaded\n"
+        "assert cli.get_command(ctx, 'sync').name == 'sync'\n"
+        "assert 'content_sync.cli' in sys.modules\n"
+        "assert 'trust' in cli.list_commands(ctx) and cli.get_command(ctx, 'nothing') is None\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr
