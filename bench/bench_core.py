@@ -29,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from boxenv import DEFAULT, box_python  # noqa: E402
+
 from appliance.textfold import fold  # noqa: E402
 
 
@@ -90,10 +92,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-core"))
     parser.add_argument("--queries", type=int, default=400)
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--box-venv", type=Path, default=DEFAULT, help="made with the box's own dependencies only")
     args = parser.parse_args()
     work = args.work
     books_dir, home = work / f"books-{args.books}", work / f"home-{args.books}"
-    library = [sys.executable, "-m", "appliance.cli"]
+    library = [box_python(args.box_venv), "-m", "appliance.cli"]
     env = dict(os.environ, LIBRARY_HOME=str(home), LIBRARY_DISK_RESERVE_MB="0")
     report: dict = {"books": args.books, "load_before": os.getloadavg()}
 

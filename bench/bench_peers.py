@@ -38,6 +38,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from boxenv import DEFAULT, box_python  # noqa: E402
+
 SHARED = ROOT.parent / "shared"
 PAGES = ("home", "search", "book", "chapter", "opds", "cover", "download")
 
@@ -114,18 +117,19 @@ class Server:
 
 class Box(Server):
     name = "box"
+    python = sys.executable  # main() sets the box's own environment (bench/boxenv.py)
 
     def prepare(self, books: list[Path]) -> None:
         self.home = self.work / "box"
         self.env = dict(os.environ, LIBRARY_HOME=str(self.home), LIBRARY_DISK_RESERVE_MB="0")
         if not (self.home / "catalog.db").exists():
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "appliance.cli", "import", *map(str, books)], env=self.env,
+            subprocess.run([self.python, "-m", "appliance.cli", "import", *map(str, books)], env=self.env,
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.prepare_s = time.perf_counter() - t0
 
     def run(self) -> None:
-        self.start([sys.executable, "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+        self.start([self.python, "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
                    env=self.env)
 
     def export(self) -> list[dict]:
@@ -414,6 +418,7 @@ def main() -> None:
                         default=[SHARED / "corpus" / "vi", SHARED / "corpus" / "epub3-samples"])
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench-peers")
     parser.add_argument("--peers-python", type=Path, default=Path("/tmp/peers-venv/bin/python"))
+    parser.add_argument("--box-venv", type=Path, default=DEFAULT, help="made with the box's own dependencies only")
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--clients", default="20,50")
     parser.add_argument("--query", default="", help="search words (default: two words of a Vietnamese title)")
@@ -427,6 +432,7 @@ def main() -> None:
     report: dict = {"files": len(files), "load_before": os.getloadavg(), "servers": {}}
 
     box, cw, kiwix = Box(args.work), CalibreWeb(args.work), Kiwix(args.work)
+    box.python = box_python(args.box_venv)
     box.prepare(files)
     books = box.export()
     cw.prepare(files, args.peers_python)

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench_core import free_port, proc_memory  # noqa: E402
 from bench_peers import WRK_SCRIPT, wait_answer  # noqa: E402
+from boxenv import DEFAULT, box_python  # noqa: E402
 
 from appliance.textfold import fold  # noqa: E402
 
@@ -87,13 +88,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--paths", type=int, default=20_000, help="distinct requests in the walk")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--box-venv", type=Path, default=DEFAULT, help="made with the box's own dependencies only")
     args = parser.parse_args()
     paths = mixed_paths(args.home / "catalog.db", args.paths, args.seed)
     script = Path(tempfile.mkdtemp()) / "soak.lua"
     script.write_text(REQUESTS % ", ".join(json.dumps(p) for p in paths) + WRK_SCRIPT)
     port = free_port()
     env = dict(os.environ, LIBRARY_HOME=str(args.home), LIBRARY_DISK_RESERVE_MB="0")
-    server = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port",
+    server = subprocess.Popen([box_python(args.box_venv), "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port",
                                str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     samples: list[tuple[float, float]] = []
