@@ -374,40 +374,36 @@ def _locator(words: frozenset[str]) -> re.Pattern[str]:
     return re.compile("|".join(parts))
 
 
-# Raw-text matching: the code points below (Latin, Greek, Cyrillic, Hebrew, Arabic and the
-# Vietnamese letters, punctuation) each fold to at most one character, so a folded word can be
-# looked for in the unfolded text with one character class per letter. Text with anything else
-# (CJK, Indic, compatibility forms, letters folding to two, like ``ß``) is folded first instead.
+# Window folding: each code point below (Latin, Greek, Cyrillic, Hebrew, Arabic and the Vietnamese
+# letters, punctuation) folds to exactly one character, so a window of text made only of them is
+# folded with one str.translate, keeping every position, and a folded word is looked for in it with
+# a plain pattern. Text with anything else (combining marks, CJK, Indic, compatibility forms,
+# letters folding to two, like ``ß``) is folded as a whole instead and positions are estimated.
+# (Patterns with a character class per letter on the unfolded text cost a millisecond per word to
+# compile: every class above Latin-1 makes the regular expression compiler build a 64K-entry map.)
 _RAW_RANGES = ((0x20, 0x1100), (0x1E00, 0x2070))
 
 
 @lru_cache(maxsize=1)
-def _raw_tables() -> tuple[dict[str, str], str, re.Pattern[str]]:
-    """(class of the characters folding to each character, class of those folding to nothing,
-    pattern finding a character the classes do not cover)."""
-    groups: dict[str, list[str]] = {}
-    ignorable: list[str] = []
+def _raw_tables() -> tuple[dict[int, str], re.Pattern[str]]:
+    """(str.translate table folding each covered character, pattern finding a character it does
+    not cover)."""
+    table: dict[int, str] = {}
     uncovered: list[str] = []
     for low, high in _RAW_RANGES:
         for cp in range(low, high):
             ch = chr(cp)
             folded = fold(ch)
-            if folded == "":
-                ignorable.append(ch)
-            elif len(folded) == 1:
-                groups.setdefault(folded, []).append(ch)
-            else:
+            if len(folded) != 1:
                 uncovered.append(ch)
-    classes = {f: "[" + _ranges({*chars, f}) + "]" for f, chars in groups.items()}
-    ignore = "[" + _ranges(ignorable) + "]*"
+            elif folded != ch:
+                table[cp] = folded
     covered = "".join(f"{re.escape(chr(low))}-{re.escape(chr(high - 1))}" for low, high in _RAW_RANGES)
-    others = "".join(re.escape(c) for c in uncovered)
-    return classes, ignore, re.compile(rf"[^{covered}\s]|[{others}]")
+    return table, re.compile(rf"[^{covered}\s]|[{_ranges(uncovered)}]")
 
 
 def _ranges(chars: Iterable[str]) -> str:
-    """A character class body listing ``chars`` as ranges of consecutive code points (compact, so
-    patterns compile fast)."""
+    """A character class body listing ``chars`` as ranges of consecutive code points."""
     points = sorted({ord(c) for c in chars})
     out = []
     start = prev = points[0]
@@ -421,28 +417,29 @@ def _ranges(chars: Iterable[str]) -> str:
     return "".join(out)
 
 
-@lru_cache(maxsize=256)  # a pattern is about 12 KB; a search asks for a few
-def _raw_word(word: str) -> re.Pattern[str] | None:
-    """A pattern finding the folded ``word`` in text that is not folded (None if the word has a
-    character the raw tables do not cover)."""
+@lru_cache(maxsize=256)
+def _raw_word(word: str) -> re.Pattern[str]:
+    """A pattern finding the folded ``word`` as a whole word in a folded window."""
     return _raw_phrase((word,))
 
 
 @lru_cache(maxsize=64)
-def _raw_phrase(words: tuple[str, ...]) -> re.Pattern[str] | None:
+def _raw_phrase(words: tuple[str, ...]) -> re.Pattern[str]:
     """A pattern finding the folded ``words`` one after the other (anything but letters and
-    digits between them) in text that is not folded; None as for ``_raw_word``."""
-    classes, ignore, _ = _raw_tables()
-    if any(c not in classes for word in words for c in word):
-        return None
-    body = r"[\W_]*".join("".join(classes[c] + ignore for c in word) for word in words)
+    digits between them) in a folded window."""
+    body = r"[\W_]*".join(map(re.escape, words))
     return re.compile(rf"(?<![^\W_]){body}(?![^\W_])")
 
 
-def _raw_applies(patterns: list[re.Pattern[str] | None], text: str, start: int, end: int) -> bool:
-    """Whether the raw ``patterns`` can be used on ``text[start:end]``: each word has one and the
-    text holds nothing the raw tables do not cover."""
-    return None not in patterns and _raw_tables()[2].search(text, start, end) is None
+def _folded_window(text: str, start: int, end: int) -> tuple[str, int] | None:
+    """``text[start:end]`` folded position for position, with the character before it (so that
+    patterns see where a word begins), and where that slice starts in ``text``; None when the
+    window holds a character that does not fold to exactly one."""
+    table, uncovered = _raw_tables()
+    base = max(0, start - 1)
+    if uncovered.search(text, base, end) is not None:
+        return None
+    return text[base:end].translate(table), base
 
 
 def _first_match(text: str, words: frozenset[str]) -> int:
@@ -459,27 +456,30 @@ def _first_phrase(text: str, phrases: tuple[tuple[str, ...], ...]) -> int:
                              min(len(text), PHRASE_SCAN_CHARS), 200)
 
 
-def _first_in_windows(text: str, patterns: list[re.Pattern[str] | None], locator: Callable[[], re.Pattern[str]],
+def _first_in_windows(text: str, patterns: list[re.Pattern[str]], locator: Callable[[], re.Pattern[str]],
                       limit: int, overlap: int) -> int:
     """Where the first match is, window by window up to ``limit``, stopping at the first window
     with one: chapters can be long and most matches come early. Windows overlap so a match cut at
-    a window's edge is still found. A window the raw tables cover is searched as it is with the
-    raw ``patterns``; any other is folded and searched with ``locator()``."""
+    a window's edge is still found. A window folding position for position is searched with
+    ``patterns``; any other is folded as a whole and searched with ``locator()``."""
     folded_locator = None
     for offset in range(0, limit, SNIPPET_WINDOW):
         end = offset + SNIPPET_WINDOW + overlap
-        if _raw_applies(patterns, text, offset, end):
-            starts = [m.start() for m in (p.search(text, offset, end) for p in patterns) if m]
+        window = _folded_window(text, offset, end)
+        if window is not None:
+            folded, base = window
+            pos = offset - base
+            starts = [m.start() for m in (p.search(folded, pos) for p in patterns) if m]
             if starts:
-                return min(starts)
+                return base + min(starts)
             continue
         folded_locator = folded_locator or locator()
-        window = text[offset:end]
-        folded = fold(window)
+        window_text = text[offset:end]
+        folded = fold(window_text)
         found = folded_locator.search(folded)
         if found:
             # Folding keeps lengths nearly equal; look around the same relative place in the original.
-            return offset + int(found.start() * len(window) / max(1, len(folded)))
+            return offset + int(found.start() * len(window_text) / max(1, len(folded)))
     return -1
 
 
@@ -527,9 +527,11 @@ def make_snippet(text: str, words: frozenset[str], width: int = SNIPPET_CHARS,
 def _matching_spans(text: str, words: frozenset[str], start: int, end: int) -> list[tuple[int, int]]:
     """Where the words of ``text[start:end]`` that fold to one of ``words`` are, in order."""
     end = min(len(text), end)
-    patterns = [_raw_word(w) for w in words]
-    if _raw_applies(patterns, text, start, end):
-        return sorted((m.start(), m.end()) for p in patterns for m in p.finditer(text, start, end))
+    window = _folded_window(text, start, end)
+    if window is not None:
+        folded, base = window
+        pos = start - base
+        return sorted((base + m.start(), base + m.end()) for w in words for m in _raw_word(w).finditer(folded, pos))
     spans = []
     for m in WORD.finditer(text, start, end):
         if any(tok in words for tok in _fold_word(m.group())):
