@@ -385,36 +385,20 @@ _RAW_RANGES = ((0x20, 0x1100), (0x1E00, 0x2070))
 
 
 @lru_cache(maxsize=1)
-def _raw_tables() -> tuple[dict[int, str], re.Pattern[str]]:
-    """(str.translate table folding each covered character, pattern finding a character it does
-    not cover)."""
-    table: dict[int, str] = {}
-    uncovered: list[str] = []
-    for low, high in _RAW_RANGES:
-        for cp in range(low, high):
-            ch = chr(cp)
-            folded = fold(ch)
-            if len(folded) != 1:
-                uncovered.append(ch)
-            elif folded != ch:
-                table[cp] = folded
+def _raw_tables() -> tuple[str, re.Pattern[str]]:
+    """(str.translate table: at each code point below the end of the ranges, the character it
+    folds to, or NUL where it does not fold to exactly one (a string is several times faster to
+    look up than a dict); pattern finding, in translated text, a character not covered)."""
+    table = []
+    for cp in range(_RAW_RANGES[-1][1]):
+        ch = chr(cp)
+        folded = fold(ch)
+        if len(folded) == 1 and any(low <= cp < high for low, high in _RAW_RANGES):
+            table.append(folded)
+        else:
+            table.append(ch if ch.isspace() else "\0")
     covered = "".join(f"{re.escape(chr(low))}-{re.escape(chr(high - 1))}" for low, high in _RAW_RANGES)
-    return table, re.compile(rf"[^{covered}\s]|[{_ranges(uncovered)}]")
-
-
-def _ranges(chars: Iterable[str]) -> str:
-    """A character class body listing ``chars`` as ranges of consecutive code points."""
-    points = sorted({ord(c) for c in chars})
-    out = []
-    start = prev = points[0]
-    for p in [*points[1:], None]:
-        if p is not None and p == prev + 1:
-            prev = p
-            continue
-        out.append(re.escape(chr(start)) if start == prev else f"{re.escape(chr(start))}-{re.escape(chr(prev))}")
-        if p is not None:
-            start = prev = p
-    return "".join(out)
+    return "".join(table), re.compile(rf"[^{covered}\s]")
 
 
 @lru_cache(maxsize=256)
@@ -437,9 +421,10 @@ def _folded_window(text: str, start: int, end: int) -> tuple[str, int] | None:
     window holds a character that does not fold to exactly one."""
     table, uncovered = _raw_tables()
     base = max(0, start - 1)
-    if uncovered.search(text, base, end) is not None:
+    folded = text[base:end].translate(table)
+    if uncovered.search(folded) is not None:
         return None
-    return text[base:end].translate(table), base
+    return folded, base
 
 
 def _first_match(text: str, words: frozenset[str]) -> int:

@@ -253,6 +253,14 @@ def test_snippets_find_words_in_unfolded_text(text, words, marked):
         assert f"<mark>{marked}</mark>" in snippet
 
 
+def test_marked_spans_are_whole_words_even_where_a_window_starts_inside_one():
+    from appliance.search import _matching_spans
+    text = "Xuân an, ĐƯỜNG an."
+    assert _matching_spans(text, frozenset({"an"}), 2, len(text)) == [(5, 7), (15, 17)]  # not "ân" of Xuân
+    assert _matching_spans(text, frozenset({"duong"}), 9, 14) == [(9, 14)]
+    assert _matching_spans(text, frozenset({"uong"}), 10, len(text)) == []
+
+
 def test_only_the_search_module_imports_whoosh():
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
