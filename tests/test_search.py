@@ -259,6 +259,9 @@ def test_marked_spans_are_whole_words_even_where_a_window_starts_inside_one():
     assert _matching_spans(text, frozenset({"an"}), 2, len(text)) == [(5, 7), (15, 17)]  # not "ân" of Xuân
     assert _matching_spans(text, frozenset({"duong"}), 9, 14) == [(9, 14)]
     assert _matching_spans(text, frozenset({"uong"}), 10, len(text)) == []
+    assert _matching_spans("banana ana, ana", frozenset({"ana"}), 0, 99) == [(7, 10), (12, 15)]
+    from appliance.search import _first_phrase
+    assert _first_phrase("ba a a", (("a", "a"),)) == 3  # the whole words, after a false start
 
 
 def test_only_the_search_module_imports_whoosh():
