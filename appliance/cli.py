@@ -129,7 +129,7 @@ def run_server(settings: Settings) -> None:
     limit_arenas()
     app = create_app(settings)
     server = create_server(app, host=settings.host, port=settings.port, threads=settings.threads,
-                                    ident="library", **prepare_server(settings))
+                           ident="library", **prepare_server(settings))
     announce_setup_code(settings)
     keeper = start_index_keeper(app)
     discovery = None

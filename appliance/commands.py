@@ -2,7 +2,7 @@
 
 They are imported when a command line names them (or asks for the list), not at every start:
 ``library serve`` would otherwise load the bundle, sync and import code, with the EPUB reader,
-Pillow and the cryptography library, into the server for nothing (about 10 MB of its memory).
+Pillow and the cryptography library, into the server for nothing (about 7 MB of its memory).
 """
 from __future__ import annotations
 

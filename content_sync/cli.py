@@ -334,6 +334,3 @@ def stats_export(ctx: click.Context) -> None:
         click.echo(f"Nothing new to export; {pending} batch(es) wait in the outbox.")
     else:
         click.echo(f"Wrote {path}; {pending} batch(es) wait in the outbox.")
-
-
-commands = [keygen, trust, bundle_group, channels_group, sync_group, stats_group, hub_group]

@@ -88,6 +88,7 @@ def test_serving_does_not_load_the_other_areas_until_named(tmp_path):
         "assert cli.get_command(ctx, 'sync').name == 'sync'\n"
         "assert 'content_sync.cli' in sys.modules\n"
         "assert 'trust' in cli.list_commands(ctx) and cli.get_command(ctx, 'nothing') is None\n"
+        "assert all(cli.get_command(ctx, name).name == name for name in cli.list_commands(ctx))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert done.returncode == 0, done.stderr
