@@ -356,11 +356,13 @@ def referenced_blobs(db: sqlite_utils.Database) -> set[str]:
 
 
 def chapter_loader(connection: Callable[[], sqlite3.Connection]):
-    """A function giving a book's chapters as (position, title, text), in order (those at the
-    given positions, or all), read one at a time from the catalog over ``connection()``, for
-    the search index's snippets."""
+    """A function giving a book's chapters as (position, title, text, complete), in order (those
+    at the given positions, or all), read one at a time from the catalog over ``connection()``,
+    for the search index's snippets. With ``head`` (bytes), only about the first ``head`` bytes
+    of each text are decompressed (some chapters are whole books of a megabyte), and
+    ``complete`` says whether that was all of it."""
 
-    def chapters(book_id: int, positions: list[int] | None = None):
+    def chapters(book_id: int, positions: list[int] | None = None, head: int | None = None):
         sql = "SELECT position, title, text_z FROM chapters WHERE book_id = ?"
         args: list = [book_id]
         if positions is not None:
@@ -370,8 +372,28 @@ def chapter_loader(connection: Callable[[], sqlite3.Connection]):
         cursor = connection().execute(sql + " ORDER BY position", args)
         try:
             for position, title, text_z in cursor:
-                yield position, title or "", zlib.decompress(text_z).decode("utf-8") if text_z else ""
+                if not text_z:
+                    yield position, title or "", "", True
+                elif head is None:
+                    yield position, title or "", zlib.decompress(text_z).decode("utf-8"), True
+                else:
+                    stream = zlib.decompressobj()
+                    data = stream.decompress(text_z, head)
+                    if not stream.eof:
+                        data = data[:_utf8_cut(data)]
+                    yield position, title or "", data.decode("utf-8"), stream.eof
         finally:
             cursor.close()
 
     return chapters
+
+
+def _utf8_cut(data: bytes) -> int:
+    """Where ``data`` can be cut so that it ends with no part of a character of several bytes
+    (the last character is left out when it has several bytes, whole or not)."""
+    cut = len(data)
+    while cut > 0 and data[cut - 1] & 0xC0 == 0x80:
+        cut -= 1
+    if cut > 0 and data[cut - 1] >= 0xC0:
+        cut -= 1
+    return cut

@@ -64,7 +64,7 @@ from whoosh.writing import LockError
 from .chaptermarks import chapter_marks, chapters_with_all, chapters_with_any
 from .fsutil import atomic_write_text, fsync_dir
 from .postings import EMPTY_IDS, EMPTY_WEIGHTS, ReaderTables
-from .textfold import WORD, clean, fold, iter_folded_tokens
+from .textfold import WORD, clean, fold, fold_mapped, iter_folded_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,9 @@ MAX_PAGELEN = 100
 SNIPPET_CHARS = 200
 SNIPPET_WINDOW = 4000
 PHRASE_SCAN_CHARS = 40_000  # of a chapter, looked through for a quoted phrase's snippet
+# Of a chapter's text, decompressed first for a snippet (the rest only when the words are not in
+# it): enough for PHRASE_SCAN_CHARS of any script but CJK.
+SNIPPET_HEAD_BYTES = 96 * 1024
 SNIPPET_CACHE = 2000  # snippets kept for books shown again for the same words
 DESCRIPTION_CHARS = 2_000
 WRITE_TIMEOUT = 120.0  # seconds to wait for another writer before giving up
@@ -374,33 +377,6 @@ def _locator(words: frozenset[str]) -> re.Pattern[str]:
     return re.compile("|".join(parts))
 
 
-# Window folding: each code point below (Latin, Greek, Cyrillic, Hebrew, Arabic and the Vietnamese
-# letters, punctuation) folds to exactly one character, so a window of text made only of them is
-# folded with one str.translate, keeping every position, and a folded word is looked for in it with
-# a plain pattern. Text with anything else (combining marks, CJK, Indic, compatibility forms,
-# letters folding to two, like ``ß``) is folded as a whole instead and positions are estimated.
-# (Patterns with a character class per letter on the unfolded text cost a millisecond per word to
-# compile: every class above Latin-1 makes the regular expression compiler build a 64K-entry map.)
-_RAW_RANGES = ((0x20, 0x1100), (0x1E00, 0x2070))
-
-
-@lru_cache(maxsize=1)
-def _raw_tables() -> tuple[str, re.Pattern[str]]:
-    """(str.translate table: at each code point below the end of the ranges, the character it
-    folds to, or NUL where it does not fold to exactly one (a string is several times faster to
-    look up than a dict); pattern finding, in translated text, a character not covered)."""
-    table = []
-    for cp in range(_RAW_RANGES[-1][1]):
-        ch = chr(cp)
-        folded = fold(ch)
-        if len(folded) == 1 and any(low <= cp < high for low, high in _RAW_RANGES):
-            table.append(folded)
-        else:
-            table.append(ch if ch.isspace() else "\0")
-    covered = "".join(f"{re.escape(chr(low))}-{re.escape(chr(high - 1))}" for low, high in _RAW_RANGES)
-    return "".join(table), re.compile(rf"[^{covered}\s]")
-
-
 @lru_cache(maxsize=256)
 def _raw_word(word: str) -> re.Pattern[str]:
     """A pattern finding the folded ``word`` in a folded window (see ``_whole``)."""
@@ -432,16 +408,37 @@ def _whole(pattern: re.Pattern[str], folded: str, pos: int) -> Iterator[re.Match
             m = pattern.search(folded, m.start() + 1)
 
 
-def _folded_window(text: str, start: int, end: int) -> tuple[str, int] | None:
-    """``text[start:end]`` folded position for position, with the character before it (so that
-    patterns see where a word begins), and where that slice starts in ``text``; None when the
-    window holds a character that does not fold to exactly one."""
-    table, uncovered = _raw_tables()
+class _Window:
+    """A slice of a text folded with ``fold_mapped``, beginning one character before the slice
+    (so that patterns see where a word begins); maps positions in it back to the text."""
+
+    __slots__ = ("folded", "base", "origin", "pos")
+
+    def __init__(self, folded: str, base: int, origin, start: int):
+        self.folded, self.base, self.origin = folded, base, origin
+        # Where the slice itself begins in the folded text.
+        self.pos = start - base if origin is None else int(np.searchsorted(origin, start - base))
+
+    def start_of(self, i: int) -> int:
+        """Where the folded character ``i`` came from in the text."""
+        return self.base + (i if self.origin is None else int(self.origin[i]))
+
+    def end_of(self, i: int) -> int:
+        """Where in the text a match of the folded text ending at ``i`` ends (taking in marks
+        that folded to nothing after it)."""
+        if self.origin is None:
+            return self.base + i
+        return self.base + max(int(self.origin[i - 1]) + 1, int(self.origin[i]))
+
+
+def _folded_window(text: str, start: int, end: int) -> _Window | None:
+    """``text[start:end]`` folded (see _Window); None when it holds a character that
+    ``fold_mapped`` cannot fold alone."""
     base = max(0, start - 1)
-    folded = text[base:end].translate(table)
-    if uncovered.search(folded) is not None:
+    mapped = fold_mapped(text[base:end])
+    if mapped is None:
         return None
-    return folded, base
+    return _Window(mapped[0], base, mapped[1], start)
 
 
 def _first_match(text: str, words: frozenset[str]) -> int:
@@ -462,18 +459,16 @@ def _first_in_windows(text: str, patterns: list[re.Pattern[str]], locator: Calla
                       limit: int, overlap: int) -> int:
     """Where the first match is, window by window up to ``limit``, stopping at the first window
     with one: chapters can be long and most matches come early. Windows overlap so a match cut at
-    a window's edge is still found. A window folding position for position is searched with
+    a window's edge is still found. A window that folds character by character (``fold_mapped``) is searched with
     ``patterns``; any other is folded as a whole and searched with ``locator()``."""
     folded_locator = None
     for offset in range(0, limit, SNIPPET_WINDOW):
         end = offset + SNIPPET_WINDOW + overlap
         window = _folded_window(text, offset, end)
         if window is not None:
-            folded, base = window
-            pos = offset - base
-            starts = [m.start() for m in (next(_whole(p, folded, pos), None) for p in patterns) if m]
+            starts = [m.start() for m in (next(_whole(p, window.folded, window.pos), None) for p in patterns) if m]
             if starts:
-                return base + min(starts)
+                return window.start_of(min(starts))
             continue
         folded_locator = folded_locator or locator()
         window_text = text[offset:end]
@@ -486,17 +481,22 @@ def _first_in_windows(text: str, patterns: list[re.Pattern[str]], locator: Calla
 
 
 def make_snippet(text: str, words: frozenset[str], width: int = SNIPPET_CHARS,
-                 phrases: tuple[tuple[str, ...], ...] = ()) -> str:
+                 phrases: tuple[tuple[str, ...], ...] = (), complete: bool = True) -> str | None:
     """About ``width`` characters of ``text`` around the first of the quoted ``phrases`` (if one is
     in it), else around the first of ``words``; escaped, words in <mark>.
 
-    Returns "" when none of the words occurs in ``text``.
+    Returns "" when none of the words occurs in ``text``. With ``complete`` false, ``text`` is
+    only the beginning of a text, and None says that the rest is needed to decide.
     """
     if not text or not words:
-        return ""
+        return "" if complete else None
     guess = _first_phrase(text, phrases) if phrases else -1
+    if guess < 0 and phrases and not complete and len(text) < PHRASE_SCAN_CHARS + SNIPPET_WINDOW:
+        return None
     if guess < 0:
         guess = _first_match(text, words)
+    if not complete and (guess < 0 or guess + 2 * width + 400 > len(text)):
+        return None
     if guess < 0:
         return ""
     spans = _matching_spans(text, words, max(0, guess - 400), guess + 400)
@@ -531,9 +531,8 @@ def _matching_spans(text: str, words: frozenset[str], start: int, end: int) -> l
     end = min(len(text), end)
     window = _folded_window(text, start, end)
     if window is not None:
-        folded, base = window
-        pos = start - base
-        return sorted((base + m.start(), base + m.end()) for w in words for m in _whole(_raw_word(w), folded, pos))
+        return sorted((window.start_of(m.start()), window.end_of(m.end()))
+                      for w in words for m in _whole(_raw_word(w), window.folded, window.pos))
     spans = []
     for m in WORD.finditer(text, start, end):
         if any(tok in words for tok in _fold_word(m.group())):
@@ -583,13 +582,14 @@ class SearchIndex:
     run one at a time, writes are serialized, and other processes writing are
     waited for through Whoosh's file lock.
 
-    ``chapter_loader(book_id, positions)`` yields a book's chapters as (position, title, text),
-    in order: those at ``positions``, or all when it is None; with it, hits name the chapter
-    where the words are and show a snippet of it.
+    ``chapter_loader(book_id, positions, head=None)`` yields a book's chapters as (position,
+    title, text, complete), in order: those at ``positions``, or all when it is None, their text
+    cut after about ``head`` bytes when given (``complete`` false when it was cut); with it, hits
+    name the chapter where the words are and show a snippet of it.
     """
 
     def __init__(self, folder: Path, *,
-                 chapter_loader: Callable[[int, list[int] | None], Iterable[tuple[int, str, str]]] | None = None):
+                 chapter_loader: Callable[..., Iterable[tuple[int, str, str, bool]]] | None = None):
         self.folder = Path(folder)
         self.chapter_loader = chapter_loader
         self._search_lock = threading.Lock()
@@ -806,10 +806,14 @@ class SearchIndex:
         if self.chapter_loader is None or positions == []:
             return None
         try:
-            for n, (position, title, text) in enumerate(self.chapter_loader(book_id, positions)):
+            for n, (position, title, text, complete) in enumerate(self.chapter_loader(book_id, positions,
+                                                                                      SNIPPET_HEAD_BYTES)):
                 if n >= chapters:
                     break
-                snippet = make_snippet(text or "", words, phrases=phrases)
+                snippet = make_snippet(text or "", words, phrases=phrases, complete=complete)
+                if snippet is None:
+                    for _, _, text, _ in self.chapter_loader(book_id, [position]):
+                        snippet = make_snippet(text or "", words, phrases=phrases)
                 if snippet:
                     return int(position), title or "", snippet
                 if title and _locator(words).search(fold(title)):

@@ -291,7 +291,7 @@ def test_author_and_title_words_rank_first_when_other_books_lack_subjects(tmp_pa
 
 
 def test_a_book_named_by_the_query_without_a_description_still_gets_a_snippet(tmp_path):
-    index = SearchIndex(tmp_path / "index", chapter_loader=lambda book_id, positions=None: [(0, "Một", "Gia đình ấy sống ở bản.")])
+    index = SearchIndex(tmp_path / "index", chapter_loader=lambda book_id, positions=None, head=None: [(0, "Một", "Gia đình ấy sống ở bản.", True)])
     try:
         index.add_books([IndexDoc(1, "Gia đình", ("Khái Hưng",), (), "vi", "", ((0, "Một", "Gia đình ấy sống ở bản."),)),
                          IndexDoc(2, "Gia đình", ("Khái Hưng",), (), "vi", "Gia đình: một truyện dài.",
@@ -322,9 +322,9 @@ def test_snippets_read_only_the_chapters_holding_the_words(tmp_path):
     chapters = chapters[:17] + ((17, "Phần 17", "Ở đây có con đường về bản Tà Xùa."),) + chapters[18:]
     asked = []
 
-    def loader(book_id, positions=None):
+    def loader(book_id, positions=None, head=None):
         asked.append(positions)
-        return [c for c in chapters if positions is None or c[0] in positions]
+        return [(*c, True) for c in chapters if positions is None or c[0] in positions]
 
     index = SearchIndex(tmp_path / "index", chapter_loader=loader)
     try:
@@ -340,8 +340,8 @@ def test_a_quoted_phrase_shows_where_the_phrase_is_not_just_its_words(tmp_path):
     chapters = ((0, "Một", "Con chim bay qua. " * 30 + "Cô gái ngồi đợi."),
                 (1, "Hai", "Mưa trên núi. " * 40 + "Đó là con gái xứ Mường, đi chợ sớm. " + "Mưa trên núi. " * 40))
 
-    def loader(book_id, positions=None):
-        return [c for c in chapters if positions is None or c[0] in positions]
+    def loader(book_id, positions=None, head=None):
+        return [(*c, True) for c in chapters if positions is None or c[0] in positions]
 
     index = SearchIndex(tmp_path / "index", chapter_loader=loader)
     try:
@@ -351,6 +351,54 @@ def test_a_quoted_phrase_shows_where_the_phrase_is_not_just_its_words(tmp_path):
         assert "<mark>con</mark> <mark>gái</mark> <mark>xứ</mark> Mường" in phrase.snippet
         words = index.search("con gai xu").hits[0]  # the same words unquoted: their first chapter
         assert words.chapter_position == 0
+    finally:
+        index.close()
+
+
+def test_folding_character_by_character_gives_what_fold_gives_and_where_each_came_from():
+    from appliance.textfold import fold_mapped
+    samples = ["Thư viện trên núi", "Thư viện trên núi", "Cœur ﬁdèle, Straße", "المَكْتَبَةِ العامة",
+               "thư\u00adviện ᴀᴜᴛᴇᴜʀ −5 ＡＢＣ"]
+    for text in samples:
+        folded, origin = fold_mapped(text)
+        assert folded == fold(text)
+        if origin is not None:
+            assert len(origin) == len(folded) + 1 and origin[-1] == len(text)
+            assert all(fold(text[origin[i]]).startswith(folded[i]) or folded[i] in fold(text[origin[i]])
+                       for i in range(len(folded)))
+    assert fold_mapped("Đường về")[1] is None  # one for one: positions are the same
+    for text in ("東京の図書館", "ｶﾞ", "한국어", "नमस्ते"):  # folding there depends on neighbours: left to fold()
+        assert fold_mapped(text) is None
+
+
+def test_snippets_decompress_the_head_of_a_long_chapter_and_the_rest_only_when_needed(tmp_path):
+    import sqlite3
+    import zlib
+
+    from appliance.catalog import chapter_loader
+    filler = "Mưa trên núi, sương trên đồi. " * 6000  # 180,000 characters, beyond the head
+    texts = {1: "Đường về bản Tà Xùa. " + filler, 2: filler + "Đường về bản Tà Xùa.", 3: filler + "Cô gái ngồi đợi."}
+    conn = sqlite3.connect(tmp_path / "c.db", check_same_thread=False)
+    conn.execute("CREATE TABLE chapters (book_id INTEGER, position INTEGER, title TEXT, text_z BLOB)")
+    conn.executemany("INSERT INTO chapters VALUES (?, 0, 'Một', ?)",
+                     [(b, zlib.compress(t.encode())) for b, t in texts.items()])
+    load = chapter_loader(lambda: conn)
+    (_, _, head, complete), = load(1, None, 1001)  # cut inside a character: that character is left out
+    assert not complete and texts[1].startswith(head) and 990 < len(head.encode()) <= 1001
+    asked = []
+
+    def loader(book_id, positions=None, head=None):
+        asked.append((book_id, head))
+        return load(book_id, positions, head)
+
+    index = SearchIndex(tmp_path / "index", chapter_loader=loader)
+    try:
+        index.add_books([IndexDoc(b, f"Sách {b}", ("Ai đó",), (), "vi", "", ((0, "Một", t),)) for b, t in texts.items()])
+        hits = {h.book_id: h for h in index.search("ta xua").hits}
+        assert set(hits) == {1, 2}
+        assert all("<mark>Tà</mark> <mark>Xùa</mark>" in h.snippet and h.chapter_position == 0 for h in hits.values())
+        head = search_module.SNIPPET_HEAD_BYTES  # book 2's words are past the head: its whole chapter is read
+        assert sorted(asked, key=str) == sorted([(1, head), (2, head), (2, None)], key=str)
     finally:
         index.close()
 
