@@ -64,7 +64,7 @@ from whoosh.writing import LockError
 from .chaptermarks import chapter_marks, chapters_with_all, chapters_with_any
 from .fsutil import atomic_write_text, fsync_dir
 from .postings import EMPTY_IDS, EMPTY_WEIGHTS, ReaderTables
-from .textfold import WORD, clean, fold, fold_mapped, iter_folded_tokens
+from .textfold import CJK_CHAR, WORD, clean, fold, fold_mapped, iter_folded_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -390,6 +390,8 @@ def _raw_phrase(words: tuple[str, ...]) -> re.Pattern[str]:
     the first word itself, not with a look back, so that the regular expression engine can skip
     ahead to where that word is (several times faster); ``_whole`` checks what comes before."""
     body = r"[\W_]*".join(map(re.escape, words))
+    if CJK_CHAR.match(words[-1][-1]):  # a word by itself, whatever follows
+        return re.compile(body)
     return re.compile(rf"{body}(?![^\W_])")
 
 
@@ -398,10 +400,13 @@ _ALNUM = re.compile(r"[^\W_]")
 
 def _whole(pattern: re.Pattern[str], folded: str, pos: int) -> Iterator[re.Match[str]]:
     """The matches of ``pattern`` in ``folded`` from ``pos`` that start a word, one after the other
-    (after one that does not, the next is looked for from its second character)."""
+    (after one that does not, the next is looked for from its second character). A CJK
+    character is a word by itself."""
     m = pattern.search(folded, pos)
     while m is not None:
-        if m.start() == 0 or not _ALNUM.match(folded, m.start() - 1):
+        start = m.start()
+        if (start == 0 or not _ALNUM.match(folded, start - 1) or CJK_CHAR.match(folded, start)
+                or CJK_CHAR.match(folded, start - 1)):
             yield m
             m = pattern.search(folded, m.end())
         else:

@@ -95,6 +95,8 @@ _COMPAT = re.compile("[\ufb00-\ufdff\ufe70-\ufeff\uff00-\uffef]+")
 # Han (incl. extension A, compatibility ideographs, supplementary planes), hiragana, katakana.
 _CJK_CHARS = "\u3005\u3007\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fc-\u30ff\u31f0-\u31ff\u3400-\u4dbf" \
              "\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+# A character that is a word by itself.
+CJK_CHAR = re.compile(f"[{_CJK_CHARS}]")
 # A word: a CJK character (with any following marks such as the voiced sound mark),
 # or a run of other word characters and marks.
 WORD = re.compile(f"[{_CJK_CHARS}][{_MARKS}]*|(?:(?![{_CJK_CHARS}])[\\w{_MARKS}])+")
@@ -119,12 +121,13 @@ def fold(text: str) -> str:
 # Folding character by character, keeping where each folded character came from (for snippets: a
 # word found in folded text is marked in the original). It gives what ``fold`` gives for text made
 # only of characters whose folding does not depend on their neighbours and is at most
-# _MAPPED_MAX characters long without a mark left in it: not CJK, kana or Hangul (composed, or
-# words of one character), not the Indic and South-East Asian vowel signs and viramas ``fold``
-# keeps (a mark left in may compose with what comes before). The table is a NumPy array indexed
-# by the text's UTF-32 code points: many times faster than folding the text or str.translate.
-_MAPPED_RANGES = ((0x0000, 0x1100), (0x1200, 0x2E80), (0xA640, 0xA800), (0xE000, 0xF900),
-                  (0xFB00, 0xFF61), (0xFFE0, 0x10000))
+# _MAPPED_MAX characters long without a mark left in it: not Hangul jamo or half-width kana
+# (composed with what follows), not the Indic and South-East Asian vowel signs and viramas, nor
+# the kana voiced sound marks, ``fold`` keeps (a mark left in may compose with what comes
+# before). The table is a NumPy array indexed by the text's UTF-32 code points: many times faster
+# than folding the text or str.translate.
+_MAPPED_RANGES = ((0x0000, 0x1100), (0x1200, 0x2E80), (0x3000, 0x3100), (0x31F0, 0x3200), (0x3400, 0x4DC0),
+                  (0x4E00, 0xA000), (0xA640, 0xA800), (0xE000, 0xFB00), (0xFB00, 0xFF61), (0xFFE0, 0x10000))
 _MAPPED_MAX = 3
 _UNMAPPED = 255
 

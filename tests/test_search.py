@@ -240,7 +240,11 @@ def test_search_over_several_commits_replacements_and_removals(tmp_path):
     ("Trời mưa, " + "nu\u031b\u0301o\u031bc" + " chảy.", {"nuoc"}, "nu\u031b\u0301o\u031bc"),  # decomposed
     ("ذهبَ الأطفالُ إلى المَكْتَبَةِ اليوم", {"المكتبه"}, "المَكْتَبَةِ"),
     ("Die Straße ist lang", {"strasse"}, "Straße"),  # a letter folding to two: folded first
-    ("東京の図書館へ行く", {"図", "書"}, "図"),  # CJK: folded first
+    ("東京の図書館へ行く", {"図", "書"}, "図"),  # CJK: each character a word
+    ("東京の図書館へ行く", {"館"}, "館"),
+    ("Chữ 漢lập ra", {"lap"}, "lập"),  # a word right after a CJK character
+    ("ｶﾞイド", {"ｶﾞ"}, None),  # half-width kana: folded as a whole (to ガ)
+    ("ｶﾞイド", {"ガ"}, "ｶﾞ"),
     ("Un élève lit à l'école.", {"ecole"}, "école"),
     ("nothing here", {"duong"}, None),
 ])
@@ -367,7 +371,8 @@ def test_folding_character_by_character_gives_what_fold_gives_and_where_each_cam
             assert all(fold(text[origin[i]]).startswith(folded[i]) or folded[i] in fold(text[origin[i]])
                        for i in range(len(folded)))
     assert fold_mapped("Đường về")[1] is None  # one for one: positions are the same
-    for text in ("東京の図書館", "ｶﾞ", "한국어", "नमस्ते"):  # folding there depends on neighbours: left to fold()
+    assert fold_mapped("東京の図書館、ＡＢ")[0] == fold("東京の図書館、ＡＢ")
+    for text in ("ｶﾞ", "한국어", "नमस्ते", "\u304b\u3099"):  # folding there depends on neighbours: left to fold()
         assert fold_mapped(text) is None
 
 
