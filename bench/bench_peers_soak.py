@@ -6,7 +6,7 @@ Uses the books and the servers ``bench_peers.py`` prepared in ``--work`` (run it
 prepares them the same way if it has not). For each server in turn: start it, run ``wrk`` for
 ``--minutes`` with a walk through the pages phones ask for, in the mix of ``bench_soak.py`` (per
 20 requests: 3 home, 5 search, 4 book, 4 chapter, 2 cover, 1 download, 1 OPDS root), over books
-every server has, read the server's RSS from /proc every 15 s, stop it. A page a server does not
+every server has (covers: of books that have one), read the server's RSS from /proc every 15 s, stop it. A page a server does not
 have (Calibre-Web renders chapters in the browser from the EPUB; kiwix-serve has no covers and no
 downloads) is replaced by that book's page there, so every server answers the same number of
 requests per walk. Searches are two folded words of a title or an author, each different.
@@ -41,10 +41,11 @@ def walk(server: Server, books: list[dict], count: int, seed: int) -> list[str]:
     from appliance.textfold import fold
 
     rng = random.Random(seed)
+    with_covers = [b for b in books if b["cover"]]
     out = []
     for n in range(count):
         kind = MIX[n % len(MIX)]
-        book = rng.choice(books)
+        book = rng.choice(with_covers if kind == "cover" else books)
         words = fold(rng.choice([book["title"], *book["authors"]] or [book["title"]])).split()
         start = rng.randrange(max(1, len(words) - 1))
         query = " ".join(words[start:start + 2]) or "sach"
@@ -75,7 +76,7 @@ def soak(server: Server, paths: list[str], minutes: float, clients: int, work: P
         end = proc_stats(server.proc.pid)
         return {"requests_per_s": round(result["requests"] / (result["duration_us"] / 1e6), 1),
                 "latency_ms": {k: result[k] for k in ("p50", "p95", "p99")},
-                "errors": result["socket_errors"] + result["status_errors"],
+                "errors": {"socket": result["socket_errors"], "status": result["status_errors"]},
                 "rss_mb": {"start": round(start_rss, 1),
                            "after_1_min": next((m for t, m in samples if t >= 60), None),
                            "end": round(end["VmRSS"], 1), "highest": round(end["VmHWM"], 1)},
@@ -116,12 +117,12 @@ def main() -> None:
     report["load_after"] = os.getloadavg()
     (args.work / "soak-report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
-    print("\n| server | requests/s | p50 / p95 / p99 ms | errors | RSS start / 1 min / end (highest) | CPU s |")
+    print("\n| server | requests/s | p50 / p95 / p99 ms | errors (socket / HTTP) | RSS start / 1 min / end (highest) | CPU s |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, r in report["servers"].items():
         lat, rss = r["latency_ms"], r["rss_mb"]
         print(f"| {name} | {r['requests_per_s']} | {lat['p50']:.0f} / {lat['p95']:.0f} / {lat['p99']:.0f} "
-              f"| {r['errors']} | {rss['start']:.0f} / {rss['after_1_min'] or 0:.0f} / {rss['end']:.0f} "
+              f"| {r['errors']['socket']} / {r['errors']['status']} | {rss['start']:.0f} / {rss['after_1_min'] or 0:.0f} / {rss['end']:.0f} "
               f"({rss['highest']:.0f}) MB | {r['cpu_s']:.0f} |")
 
 
