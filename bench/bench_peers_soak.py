@@ -6,8 +6,8 @@ Uses the books and the servers ``bench_peers.py`` prepared in ``--work`` (run it
 prepares them the same way if it has not). For each server in turn: start it, run ``wrk`` for
 ``--minutes`` with a walk through the pages phones ask for, in the mix of ``bench_soak.py`` (per
 20 requests: 3 home, 5 search, 4 book, 4 chapter, 2 cover, 1 download, 1 OPDS root), over books
-every server has (covers: of books that have one), read the server's RSS from /proc every 15 s, stop it. A page a server does not
-have (Calibre-Web renders chapters in the browser from the EPUB; kiwix-serve has no covers and no
+every server has (covers: of books that have one), read the server's RSS from /proc every 15 s,
+stop it. A page a server does not have (Calibre-Web renders chapters in the browser from the EPUB; kiwix-serve has no covers and no
 downloads) is replaced by that book's page there, so every server answers the same number of
 requests per walk. Searches are two folded words of a title or an author, each different.
 Prints a JSON report and a table. Nothing here runs in CI.
