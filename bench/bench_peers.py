@@ -227,7 +227,8 @@ class CalibreWeb(Server):
             conn.close()
 
     def search_path(self, query: str) -> str:
-        return "/search?query=" + urllib.parse.quote(query)
+        # Its search form's URL (/search?query=) answers with a redirect to this one.
+        return "/search/stored?query=" + urllib.parse.quote(query)
 
     def found(self, page: str, book: dict) -> bool:
         cid = self.titles().get(book["title"].casefold())
@@ -337,16 +338,23 @@ def run_wrk(url: str, clients: int, duration: int, script: Path) -> dict:
     return r
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # the 3xx comes back as an HTTPError
+
+
 def check(server: Server) -> None:
-    """Each offered page answers 200 once before the load (a wrong path would measure a 404)."""
+    """Each offered page answers 200 itself once before the load: a wrong path would measure a
+    404, and a redirect (which wrk does not follow) would measure only the redirect."""
+    opener = urllib.request.build_opener(_NoRedirect)
     for page, path in server.paths.items():
         if path is None:
             continue
         try:
-            with urllib.request.urlopen(server.base + path, timeout=30) as r:
+            with opener.open(server.base + path, timeout=30) as r:
                 body = r.read()
         except urllib.error.HTTPError as e:
-            raise RuntimeError(f"{server.name} {page} {path}: {e.code}") from e
+            raise RuntimeError(f"{server.name} {page} {path}: {e.code} {e.headers.get('Location', '')}") from e
         if not body:
             raise RuntimeError(f"{server.name} {page} {path}: empty")
 
