@@ -414,6 +414,31 @@ def home_bytes(server: Server) -> int:
     return total
 
 
+def server_arguments(description: str) -> argparse.ArgumentParser:
+    """A command line parser with the options naming the books, the work folder and the servers."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--books", type=Path, nargs="*",
+                        default=[SHARED / "corpus" / "vi", SHARED / "corpus" / "epub3-samples"])
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench-peers")
+    parser.add_argument("--peers-python", type=Path, default=Path("/tmp/peers-venv/bin/python"))
+    parser.add_argument("--box-venv", type=Path, default=DEFAULT, help="made with the box's own dependencies only")
+    return parser
+
+
+def prepare_servers(args: argparse.Namespace) -> tuple[list[Path], list[dict], tuple[Box, CalibreWeb, Kiwix]]:
+    """The EPUB files, the books as the box read them, and the three servers with the books taken in
+    (done once per work folder)."""
+    args.work.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for folder in args.books for p in (folder.rglob("*.epub") if folder.is_dir() else [folder]))
+    box, cw, kiwix = Box(args.work), CalibreWeb(args.work), Kiwix(args.work)
+    box.python = box_python(args.box_venv)
+    box.prepare(files)
+    books = box.export()
+    cw.prepare(files, args.peers_python)
+    kiwix.prepare(books, args.peers_python)
+    return files, books, (box, cw, kiwix)
+
+
 def main() -> None:
     from appliance.textfold import fold
 
@@ -425,30 +450,17 @@ def main() -> None:
         pages = next(iter(report["servers"].values()))["pages"]["home"]
         print_tables(report, [int(c) for c in pages])
         return
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--books", type=Path, nargs="*",
-                        default=[SHARED / "corpus" / "vi", SHARED / "corpus" / "epub3-samples"])
-    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench-peers")
-    parser.add_argument("--peers-python", type=Path, default=Path("/tmp/peers-venv/bin/python"))
-    parser.add_argument("--box-venv", type=Path, default=DEFAULT, help="made with the box's own dependencies only")
+    parser = server_arguments(__doc__)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--clients", default="20,50")
     parser.add_argument("--query", default="", help="search words (default: two words of a Vietnamese title)")
     parser.add_argument("--quality-books", type=int, default=0,
                         help="books drawn at random for the search quality queries (0: every Vietnamese book)")
     args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
-    files = sorted(p for folder in args.books for p in (folder.rglob("*.epub") if folder.is_dir() else [folder]))
+    files, books, (box, cw, kiwix) = prepare_servers(args)
     script = args.work / "report.lua"
     script.write_text(WRK_SCRIPT)
     report: dict = {"files": len(files), "load_before": os.getloadavg(), "servers": {}}
-
-    box, cw, kiwix = Box(args.work), CalibreWeb(args.work), Kiwix(args.work)
-    box.python = box_python(args.box_venv)
-    box.prepare(files)
-    books = box.export()
-    cw.prepare(files, args.peers_python)
-    kiwix.prepare(books, args.peers_python)
     in_calibre = cw.titles()
     book = next(b for b in books if b["language"] == "vi" and len(b["chapters"]) >= 2 and b["cover"]
                 and b["title"].casefold() in in_calibre)

@@ -14,13 +14,11 @@ Prints a JSON report and a table. Nothing here runs in CI.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,9 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_peers import SHARED, WRK_SCRIPT, Box, CalibreWeb, Kiwix, Server, proc_stats  # noqa: E402
+from bench_peers import WRK_SCRIPT, Server, prepare_servers, proc_stats, server_arguments  # noqa: E402
 from bench_soak import REQUESTS  # noqa: E402
-from boxenv import DEFAULT, box_python  # noqa: E402
 
 MIX = ["home"] * 3 + ["search"] * 5 + ["book"] * 4 + ["chapter"] * 4 + ["cover"] * 2 + ["download", "opds"]
 
@@ -87,25 +84,13 @@ def soak(server: Server, paths: list[str], minutes: float, clients: int, work: P
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--books", type=Path, nargs="*",
-                        default=[SHARED / "corpus" / "vi", SHARED / "corpus" / "epub3-samples"])
-    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench-peers")
-    parser.add_argument("--peers-python", type=Path, default=Path("/tmp/peers-venv/bin/python"))
-    parser.add_argument("--box-venv", type=Path, default=DEFAULT, help="made with the box's own dependencies only")
+    parser = server_arguments(__doc__)
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--paths", type=int, default=20_000, help="requests in the walk")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
-    files = sorted(p for folder in args.books for p in (folder.rglob("*.epub") if folder.is_dir() else [folder]))
-    box, cw, kiwix = Box(args.work), CalibreWeb(args.work), Kiwix(args.work)
-    box.python = box_python(args.box_venv)
-    box.prepare(files)
-    books = box.export()
-    cw.prepare(files, args.peers_python)
-    kiwix.prepare(books, args.peers_python)
+    _, books, (box, cw, kiwix) = prepare_servers(args)
     in_calibre = cw.titles()
     shared = [b for b in books if b["chapters"] and b["title"].casefold() in in_calibre]
     cw.titles = lambda: in_calibre  # set_paths looks the book up once per path
