@@ -6,7 +6,7 @@ threads at once) the server kept tens of MB it no longer used. ``limit_arenas`` 
 arenas as MALLOC_ARENA_MAX does (it must run before threads start) and fixes the size from
 which a block is mapped on its own, and handed back as soon as it is freed (glibc raises that
 size, up to 32 MB, each time such a block is freed, so that later big blocks, such as a
-decompressed chapter or a file being sent, stay in the heap; fixed at 128 KB, the box's RSS 15 s
+decompressed chapter or a file being sent, stay in the heap; fixed at 128 KB, the box's RSS 12 s
 after a load of 20 and 50 phones was 83 MB instead of 88). ``MemoryTrimmer`` hands freed pages
 back to the system every few seconds (malloc_trim). Elsewhere than glibc these do nothing.
 """

@@ -464,8 +464,8 @@ def _first_in_windows(text: str, patterns: list[re.Pattern[str]], locator: Calla
                       limit: int, overlap: int) -> int:
     """Where the first match is, window by window up to ``limit``, stopping at the first window
     with one: chapters can be long and most matches come early. Windows overlap so a match cut at
-    a window's edge is still found. A window that folds character by character (``fold_mapped``) is searched with
-    ``patterns``; any other is folded as a whole and searched with ``locator()``."""
+    a window's edge is still found. A window that folds character by character (``fold_mapped``)
+    is searched with ``patterns``; any other is folded as a whole and searched with ``locator()``."""
     folded_locator = None
     for offset in range(0, limit, SNIPPET_WINDOW):
         end = offset + SNIPPET_WINDOW + overlap
