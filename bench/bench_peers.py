@@ -26,7 +26,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from bench_core import free_port, proc_memory  # noqa: E402
 from boxenv import DEFAULT, box_python  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -59,12 +59,6 @@ end
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_answer(url: str, proc: subprocess.Popen, limit: float = 120.0) -> float:
     started = time.perf_counter()
     while True:
@@ -80,11 +74,8 @@ def wait_answer(url: str, proc: subprocess.Popen, limit: float = 120.0) -> float
 
 
 def proc_stats(pid: int) -> dict[str, float]:
-    out: dict[str, float] = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                out[line.split(":")[0]] = int(line.split()[1]) / 1024
+    """``proc_memory`` (MB) and the CPU seconds the process used."""
+    out = proc_memory(pid)
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     out["cpu_s"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return out
@@ -168,6 +159,7 @@ class Box(Server):
 
 class CalibreWeb(Server):
     name = "calibre-web"
+    _titles: dict[str, int] | None = None
 
     def prepare(self, books: list[Path], peers_python: Path) -> None:
         self.library = self.work / "cw-library"
@@ -220,11 +212,14 @@ class CalibreWeb(Server):
         self.start([str(self.cps), "-p", str(self.settings_db), "-i", "127.0.0.1"])
 
     def titles(self) -> dict[str, int]:
-        conn = sqlite3.connect(self.library / "metadata.db")
-        try:
-            return {t.casefold(): i for i, t in conn.execute("SELECT id, title FROM books ORDER BY id DESC")}
-        finally:
-            conn.close()
+        """Calibre's book id for each title (casefolded), read once after prepare()."""
+        if self._titles is None:
+            conn = sqlite3.connect(self.library / "metadata.db")
+            try:
+                self._titles = {t.casefold(): i for i, t in conn.execute("SELECT id, title FROM books ORDER BY id DESC")}
+            finally:
+                conn.close()
+        return self._titles
 
     def search_path(self, query: str) -> str:
         # Its search form's URL (/search?query=) answers with a redirect to this one.

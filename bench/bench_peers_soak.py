@@ -17,18 +17,15 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_peers import WRK_SCRIPT, Server, prepare_servers, proc_stats, server_arguments  # noqa: E402
-from bench_soak import REQUESTS  # noqa: E402
+from bench_peers import Server, prepare_servers, server_arguments  # noqa: E402
+from bench_soak import run_soak  # noqa: E402
 
 MIX = ["home"] * 3 + ["search"] * 5 + ["book"] * 4 + ["chapter"] * 4 + ["cover"] * 2 + ["download", "opds"]
 
@@ -52,34 +49,10 @@ def walk(server: Server, books: list[dict], count: int, seed: int) -> list[str]:
 
 
 def soak(server: Server, paths: list[str], minutes: float, clients: int, work: Path) -> dict:
-    script = work / f"soak-{server.name}.lua"
-    script.write_text(REQUESTS % ", ".join(json.dumps(p) for p in paths) + WRK_SCRIPT)
     server.run()
-    samples: list[tuple[int, float]] = []
-    stop = threading.Event()
     try:
-        start_rss = proc_stats(server.proc.pid)["VmRSS"]
-
-        def sample() -> None:
-            t0 = time.perf_counter()
-            while not stop.wait(15):
-                samples.append((round(time.perf_counter() - t0), round(proc_stats(server.proc.pid)["VmRSS"], 1)))
-
-        threading.Thread(target=sample, daemon=True).start()
-        out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{int(minutes * 60)}s", "--timeout", "10s", "-s",
-                              str(script), server.base], capture_output=True, text=True, check=True).stdout
-        stop.set()
-        result = json.loads([x for x in out.splitlines() if x.startswith("{")][-1])
-        end = proc_stats(server.proc.pid)
-        return {"requests_per_s": round(result["requests"] / (result["duration_us"] / 1e6), 1),
-                "latency_ms": {k: result[k] for k in ("p50", "p95", "p99")},
-                "errors": {"socket": result["socket_errors"], "status": result["status_errors"]},
-                "rss_mb": {"start": round(start_rss, 1),
-                           "after_1_min": next((m for t, m in samples if t >= 60), None),
-                           "end": round(end["VmRSS"], 1), "highest": round(end["VmHWM"], 1)},
-                "cpu_s": round(end["cpu_s"], 1), "rss_samples": samples}
+        return run_soak(server.proc.pid, server.base, paths, minutes, clients, work / f"soak-{server.name}.lua")
     finally:
-        stop.set()
         server.stop()
 
 
@@ -93,7 +66,6 @@ def main() -> None:
     _, books, (box, cw, kiwix) = prepare_servers(args)
     in_calibre = cw.titles()
     shared = [b for b in books if b["chapters"] and b["title"].casefold() in in_calibre]
-    cw.titles = lambda: in_calibre  # set_paths looks the book up once per path
     report: dict = {"books": len(shared), "minutes": args.minutes, "clients": args.clients,
                     "load_before": os.getloadavg(), "servers": {}}
     for server in (box, cw, kiwix):

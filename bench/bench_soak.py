@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_core import free_port, proc_memory  # noqa: E402
-from bench_peers import WRK_SCRIPT, wait_answer  # noqa: E402
+from bench_core import free_port  # noqa: E402
+from bench_peers import WRK_SCRIPT, proc_stats, wait_answer  # noqa: E402
 from boxenv import DEFAULT, box_python  # noqa: E402
 
 from appliance.textfold import fold  # noqa: E402
@@ -81,6 +81,36 @@ def mixed_paths(db_path: Path, count: int, seed: int) -> list[str]:
     return out
 
 
+def run_soak(pid: int, base: str, paths: list[str], minutes: float, clients: int, script: Path) -> dict:
+    """Run wrk for ``minutes`` with ``clients`` walking ``paths`` on the server at ``base`` (process
+    ``pid``), reading its RSS every 15 s: requests/s, latency, errors, RSS (MB) and CPU seconds."""
+    script.write_text(REQUESTS % ", ".join(json.dumps(p) for p in paths) + WRK_SCRIPT)
+    samples: list[tuple[int, float]] = []
+    stop = threading.Event()
+    start_rss = proc_stats(pid)["VmRSS"]
+
+    def sample() -> None:
+        t0 = time.perf_counter()
+        while not stop.wait(15):
+            samples.append((round(time.perf_counter() - t0), round(proc_stats(pid)["VmRSS"], 1)))
+
+    threading.Thread(target=sample, daemon=True).start()
+    try:
+        out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{int(minutes * 60)}s", "--timeout", "10s", "-s",
+                              str(script), base], capture_output=True, text=True, check=True).stdout
+    finally:
+        stop.set()
+    result = json.loads([x for x in out.splitlines() if x.startswith("{")][-1])
+    end = proc_stats(pid)
+    return {"requests_per_s": round(result["requests"] / (result["duration_us"] / 1e6), 1),
+            "latency_ms": {k: result[k] for k in ("p50", "p95", "p99")},
+            "errors": {"socket": result["socket_errors"], "status": result["status_errors"]},
+            "rss_mb": {"start": round(start_rss, 1),
+                       "after_1_min": next((m for t, m in samples if t >= 60), None),
+                       "end": round(end["VmRSS"], 1), "highest": round(end["VmHWM"], 1)},
+            "cpu_s": round(end["cpu_s"], 1), "rss_samples": samples}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", type=Path, required=True, help="the box's data folder (already imported)")
@@ -91,45 +121,19 @@ def main() -> None:
     parser.add_argument("--box-venv", type=Path, default=DEFAULT, help="made with the box's own dependencies only")
     args = parser.parse_args()
     paths = mixed_paths(args.home / "catalog.db", args.paths, args.seed)
-    script = Path(tempfile.mkdtemp()) / "soak.lua"
-    script.write_text(REQUESTS % ", ".join(json.dumps(p) for p in paths) + WRK_SCRIPT)
     port = free_port()
     env = dict(os.environ, LIBRARY_HOME=str(args.home), LIBRARY_DISK_RESERVE_MB="0")
     server = subprocess.Popen([box_python(args.box_venv), "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port",
                                str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    samples: list[tuple[float, float]] = []
-    stop = threading.Event()
     try:
         wait_answer(base + "/", server)
-        start_rss = proc_memory(server.pid)["VmRSS"]
-
-        def sample() -> None:
-            t0 = time.perf_counter()
-            while not stop.wait(15):
-                samples.append((round(time.perf_counter() - t0), proc_memory(server.pid)["VmRSS"]))
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        seconds = int(args.minutes * 60)
-        out = subprocess.run(["wrk", "-t2", f"-c{args.clients}", f"-d{seconds}s", "--timeout", "10s", "-s",
-                              str(script), base], capture_output=True, text=True, check=True).stdout
-        stop.set()
-        result = json.loads([x for x in out.splitlines() if x.startswith("{")][-1])
-        memory = proc_memory(server.pid)
-        report = {
-            "home": str(args.home), "minutes": args.minutes, "clients": args.clients,
-            "requests_per_s": round(result["requests"] / (result["duration_us"] / 1e6), 1),
-            "latency_ms": {k: result[k] for k in ("p50", "p95", "p99")},
-            "errors": result["socket_errors"] + result["status_errors"],
-            "rss_mb": {"start": round(start_rss, 1),
-                       "after_1_min": next((round(m, 1) for t, m in samples if t >= 60), None),
-                       "end": round(memory["VmRSS"], 1), "highest": round(memory["VmHWM"], 1)},
-            "rss_samples": samples,
-        }
+        result = run_soak(server.pid, base, paths, args.minutes, args.clients, Path(tempfile.mkdtemp()) / "soak.lua")
+        errors = result.pop("errors")
+        report = {"home": str(args.home), "minutes": args.minutes, "clients": args.clients, **result,
+                  "errors": errors["socket"] + errors["status"]}
         print(json.dumps(report, indent=1))
     finally:
-        stop.set()
         server.terminate()
         server.wait(timeout=30)
 
