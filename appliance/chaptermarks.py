@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from .textfold import fold, iter_folded_tokens
 
-__all__ = ["chapter_marks", "chapters_with_all", "chapters_with_any"]
+__all__ = ["chapter_marks", "chapters_with_all", "chapters_with_any", "marks_of_words"]
 
 BITS_PER_WORD = 8
 MIN_BYTES = 16
@@ -44,8 +44,13 @@ def _bits_for(words: set[str]) -> bytes:
 
 def chapter_marks(chapters: Iterable[tuple[int, str, str]]) -> tuple[tuple[int, bytes], ...]:
     """The marks of chapters given as (position, title, text)."""
-    return tuple((int(position), _bits_for(set(iter_folded_tokens(fold(f"{title or ''}\n{text or ''}")))))
-                 for position, title, text in chapters)
+    return marks_of_words((position, iter_folded_tokens(fold(f"{title or ''}\n{text or ''}")))
+                          for position, title, text in chapters)
+
+
+def marks_of_words(chapters: Iterable[tuple[int, Iterable[str]]]) -> tuple[tuple[int, bytes], ...]:
+    """The marks of chapters given as (position, folded words of the title and text)."""
+    return tuple((int(position), _bits_for(set(words))) for position, words in chapters)
 
 
 def _chapters_with(marks: Iterable[tuple[int, bytes]], words: Iterable[str], need) -> list[int]:

@@ -418,3 +418,51 @@ def test_a_phrase_needs_its_words_not_only_their_pair_buckets(tmp_path, monkeypa
         assert index.search('"vanh truoc"').total == 1  # buckets cannot tell the order apart here
     finally:
         index.close()
+
+
+def test_the_words_given_to_the_index_are_what_its_analyzers_make_of_the_text(tmp_path):
+    """``all`` and ``pairs`` are handed to Whoosh as lists of words, the text folded once: they
+    must hold what the fields' analyzers make of the same text, and the chapter marks what
+    ``chapter_marks`` makes of the chapters."""
+    doc = IndexDoc(4, "Đường về bản", ("Hà Thị Mai", "Lò Văn Sáng"), ("Tiểu thuyết",), "vi",
+                   "Một truyện\x1f dài; ___ và ﬁn",
+                   ((0, "Phần một", "Tiếng khèn vọng lại. Con đường lên bản quanh co."),
+                    (1, "", "nu\u031b\u0301o\u031bc chảy, 東京の図書館, ذهبَ الأطفالُ إلى المَكْتَبَةِ"),
+                    (2, "Rỗng", "")))
+    document, = SearchIndex(tmp_path / "index")._documents(doc)
+    schema = search_module.make_schema()
+    text = search_module.SEP.join([search_module.clean(doc.title), *doc.authors, *doc.subjects, doc.description.replace("\x1f", " "),
+                                   *(f"{t}\n{x}" for _, t, x in doc.chapters)])
+    for field in ("all", "pairs"):
+        from_text = sorted(schema[field].index(text))
+        assert from_text and sorted(schema[field].index(document[field])) == from_text, field
+    assert document["marks"] == chapter_marks(doc.chapters)
+
+
+def test_an_index_written_through_sorted_runs_answers_like_one_written_in_memory(tmp_path, monkeypatch):
+    rng = random.Random(7)
+    vocabulary = [f"từ{n}" for n in range(3000)]
+    docs = [_doc(n, " ".join(rng.choice(vocabulary) for _ in range(80)), language=rng.choice(["vi", "en"]))
+            for n in range(300)]
+    runs = []
+    write_run = search_module.ChunkedPostingPool._write_run
+
+    def counted(self, f, items):
+        runs.append(1)
+        return write_run(self, f, items)
+
+    monkeypatch.setattr(search_module.ChunkedPostingPool, "_write_run", counted)
+    monkeypatch.setattr(search_module, "RUN_CHUNK", 7)  # many chunks, most runs ending inside one
+    answers = []
+    for limit_mb in (256, 1):  # in memory, then through runs of 1 MB (about 6,000 postings)
+        monkeypatch.setattr(search_module, "REBUILD_WRITER_MB", limit_mb)
+        runs.clear()
+        index = SearchIndex(tmp_path / f"index-{limit_mb}")
+        try:
+            assert index.rebuild(docs) == 300
+            answers.append([[(h.book_id, h.score) for h in index.search(q, pagelen=100).hits]
+                            for q in ("từ5", "từ17 từ2", '"từ1 từ2"', "tac gia 1 -từ3", "sach 12")])
+        finally:
+            index.close()
+        assert bool(runs) == (limit_mb == 1)
+    assert answers[0] == answers[1] and all(answers[0][:2])
