@@ -31,8 +31,6 @@ sys.path.insert(0, str(ROOT))
 
 from boxenv import DEFAULT, box_python  # noqa: E402
 
-from appliance.textfold import fold  # noqa: E402
-
 
 def folder_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
@@ -58,6 +56,9 @@ def free_port() -> int:
 
 def make_queries(db_path: Path, count: int, seed: int) -> list[tuple[str, str, int]]:
     """(kind, query, expected book id) drawn from the catalog itself."""
+    # Imported here: bench_peers imports this module in the peers' environment too, which has no NumPy.
+    from appliance.textfold import fold
+
     rng = random.Random(seed)
     conn = sqlite3.connect(db_path)
     ids = [r[0] for r in conn.execute("SELECT id FROM books")]

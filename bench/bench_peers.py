@@ -354,19 +354,30 @@ def check(server: Server) -> None:
             raise RuntimeError(f"{server.name} {page} {path}: empty")
 
 
-def search_quality(server: Server, queries: list[tuple[str, str, dict]]) -> dict[str, str]:
-    """For each kind of query, how many found their book on the first page of results."""
+def search_quality(server: Server, queries: list[tuple[str, str, dict]],
+                   times: list[float] | None = None) -> dict[str, str]:
+    """For each kind of query, how many found their book on the first page of results; the time of
+    each result page (asked one at a time) is appended to ``times``."""
     found: dict[str, list[int]] = {}
     for kind, query, book in queries:
+        started = time.perf_counter()
         try:
             with urllib.request.urlopen(server.base + server.search_path(query), timeout=60) as r:
                 page = r.read().decode("utf-8", "replace")
         except OSError:
             page = ""
+        if times is not None:
+            times.append((time.perf_counter() - started) * 1000)
         counts = found.setdefault(kind, [0, 0])
         counts[0] += server.found(page, book)
         counts[1] += 1
     return {kind: f"{a}/{b}" for kind, (a, b) in found.items()}
+
+
+def percentiles(times: list[float]) -> dict[str, float]:
+    ordered = sorted(times) or [0.0]
+    return {"p50": round(ordered[len(ordered) // 2], 1), "p95": round(ordered[max(0, int(len(ordered) * 0.95) - 1)], 1),
+            "max": round(ordered[-1], 1)}
 
 
 def quality_queries(books: list[dict], in_calibre: dict[str, int], fold, sample: int = 0) -> list[tuple[str, str, dict]]:
@@ -435,8 +446,6 @@ def prepare_servers(args: argparse.Namespace) -> tuple[list[Path], list[dict], t
 
 
 def main() -> None:
-    from appliance.textfold import fold
-
     if len(sys.argv) > 1 and sys.argv[1] == "make-zim":
         make_zim(Path(sys.argv[2]), Path(sys.argv[3]))
         return
@@ -445,6 +454,8 @@ def main() -> None:
         pages = next(iter(report["servers"].values()))["pages"]["home"]
         print_tables(report, [int(c) for c in pages])
         return
+    from appliance.textfold import fold  # the box's (NumPy); make-zim runs in the peers' environment
+
     parser = server_arguments(__doc__)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--clients", default="20,50")
@@ -474,9 +485,11 @@ def main() -> None:
                 path = server.paths.get(page)
                 results[page] = {c: (run_wrk(server.base + path, c, args.duration, script) if path else None)
                                  for c in clients}
+            times: list[float] = []
             report["servers"][server.name] = {"cold_start_s": round(server.cold_start_s, 2),
                                               "home_bytes": home_bytes(server),
-                                              "search_quality": search_quality(server, quality),
+                                              "search_quality": search_quality(server, quality, times),
+                                              "quality_search_ms": percentiles(times),
                                               "prepare_s": round(server.prepare_s, 1),
                                               "after_load": proc_stats(server.proc.pid), "pages": results}
             time.sleep(IDLE_SECONDS)
@@ -509,6 +522,9 @@ def print_tables(report: dict, clients: list[int]) -> None:
     print("| --- " * (len(names) + 1) + "|")
     for kind in kinds:
         print(f"| {kind} | " + " | ".join(report["servers"][n]["search_quality"][kind] for n in names) + " |")
+    if all("quality_search_ms" in report["servers"][n] for n in names):
+        print("| these searches one at a time: p50 / p95 / max ms | " + " | ".join(
+            "{p50:.0f} / {p95:.0f} / {max:.0f}".format(**report["servers"][n]["quality_search_ms"]) for n in names) + " |")
     print(f"\n| server | cold start | preparing the books | RSS right after load / {IDLE_SECONDS} s later (peak) "
           "| CPU s | home page + CSS/JS |")
     print("| --- | --- | --- | --- | --- | --- |")
