@@ -77,10 +77,14 @@ def import_command(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     if not files:
         raise click.ClickException("no EPUB files found there")
     importer = Importer(settings, db, index)
+    bulk = importer.wants_bulk(len(files))
+    if bulk:
+        click.echo("The search index will be rebuilt once the books are in (it keeps answering as it was until then).",
+                   err=True)
     try:
         with click.progressbar(length=len(files), label="Importing", file=sys.stderr,
                                show_pos=True) as bar:
-            report = importer.import_paths(files, progress=lambda _p: bar.update(1))
+            report = importer.import_paths(files, progress=lambda _p: bar.update(1), bulk=bulk)
     except DiskFull as e:
         raise click.ClickException(str(e)) from None
     finally:

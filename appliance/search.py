@@ -968,6 +968,11 @@ class SearchIndex:
             gen = now
         raise IndexBusy(f"the search index in {self.folder} keeps changing generation")
 
+    def segment_count(self) -> int:
+        """Segments of the live index (a search looks its words up in each)."""
+        gen = self._current_gen()
+        return len(self._open(gen)._segments()) if gen is not None else 0
+
     def _commit(self, writer, path: Path) -> None:
         before = set(os.listdir(path))
         # Merging runs every posting of the merged segments through Whoosh's external sort again:

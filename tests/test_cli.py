@@ -92,3 +92,41 @@ def test_serving_does_not_load_the_other_areas_until_named(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert done.returncode == 0, done.stderr
+
+
+def test_an_import_as_large_as_the_catalog_rebuilds_the_index_once(runner, settings, make_epub, tmp_path,
+                                                                    monkeypatch):
+    from appliance import importer
+    from appliance.search import SearchIndex
+
+    monkeypatch.setattr(importer, "BULK_IMPORT_FILES", 4)
+    words = ["khèn", "nương", "suối", "mây", "chợ", "bếp", "trâu", "ngô"]
+    for n, word in enumerate(words):
+        make_epub(title=f"Sách {n}", chapters=[("Một", [f"Ở bản có {word} và nhiều thứ khác."])],
+                  folder=tmp_path / ("first" if n < 5 else "later"))
+
+    def found(word: str) -> int:
+        index = SearchIndex(settings.index_dir)
+        try:
+            return index.search(word).total
+        finally:
+            index.close()
+
+    result = runner.invoke(["import", str(tmp_path / "first")])  # 5 books, catalog empty: one rebuild
+    assert result.exit_code == 0 and "Imported: 5" in result.output, result.output
+    assert "rebuilt once the books are in" in result.output
+    index = SearchIndex(settings.index_dir)
+    assert index.segment_count() == 1
+    index.close()
+    assert [found(w) for w in words[:5]] == [1] * 5
+    db = dbmod.connect(settings.db_path)
+    assert db.execute("SELECT count(*) FROM index_queue").fetchone()[0] == 0
+    db.close()
+
+    result = runner.invoke(["import", str(tmp_path / "later")])  # 3 books into 5: an update
+    assert result.exit_code == 0 and "Imported: 3" in result.output, result.output
+    assert "rebuilt" not in result.output
+    index = SearchIndex(settings.index_dir)
+    assert index.segment_count() == 2
+    index.close()
+    assert [found(w) for w in words] == [1] * 8
