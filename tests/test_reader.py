@@ -154,6 +154,9 @@ def test_interface_speaks_the_readers_languages(client, book, language, expected
     assert chosen.status_code == 303
     assert "Sách mới về" in client.get("/", headers={"Accept-Language": "fr"}).get_data(as_text=True)
     client.delete_cookie("lang")
+    found = client.get("/search?q=truyen", headers={"Accept-Language": language}).get_data(as_text=True)
+    assert {"vi": "Tìm thấy 1 cuốn sách", "fr": "1 livre trouvé", "ar": "عُثر على 1 كتاب",
+            "en": "1 book found"}[language] in found  # a plural, in a macro's page too
 
 
 def test_pages_revalidate_with_etags(client, book):
