@@ -33,6 +33,9 @@ def test_search_read_two_chapters_and_continue(live_server, library, locale, jav
         page.press("#q", "Enter")
         page.wait_for_load_state()
         page.screenshot(path=str(ARTIFACTS / f"{tag}-1-search.png"))
+        # A Vietnamese book's title and author read left to right in an Arabic interface too.
+        for part in (".card .t", ".card .a"):
+            assert page.eval_on_selector(part, "e => getComputedStyle(e).direction") == "ltr", part
         page.click("text=Đường về bản")
         page.screenshot(path=str(ARTIFACTS / f"{tag}-2-book.png"))
         page.click("a[href$='/read']")
