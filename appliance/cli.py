@@ -96,6 +96,9 @@ def import_command(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     click.echo(f"Quarantined: {len(report.quarantined)}")
     for path, reason in report.quarantined:
         click.echo(f"  {path}: {reason}")
+    if report.index_busy:
+        click.echo("The search index was busy: the server indexes the new books when it is free "
+                   "(or run `library import` again, or `library reindex`).")
 
 
 @cli.command(context_settings=CONTEXT)

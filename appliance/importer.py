@@ -18,7 +18,7 @@ from .blobs import BlobStore, sha256_file
 from .epub import BookRecord, EpubUnreadable, read_epub
 from .fsutil import free_bytes
 from .indexing import catch_up, rebuild
-from .search import SearchIndex
+from .search import IndexBusy, SearchIndex
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class ImportReport:
     duplicates: list[tuple[str, int]] = field(default_factory=list)
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (file, warning)
+    index_busy: bool = False  # another writer held the search index: the books wait in its queue
 
     @property
     def total(self) -> int:
@@ -159,15 +160,22 @@ class Importer:
             if progress:
                 progress(path)
             if self.index is not None and not bulk and since_index >= index_every:
-                catch_up(self.db, self.index)
+                self._update_index(catch_up, report)
                 since_index = 0
                 index_every = min(index_every * 2, max(index_every, index_every_max))
         if self.index is not None:
-            if bulk and report.imported:
-                rebuild(self.db, self.index)
-            else:
-                catch_up(self.db, self.index)
+            self._update_index(rebuild if bulk and report.imported else catch_up, report)
         return report
+
+    def _update_index(self, how: Callable, report: ImportReport) -> None:
+        """``how(db, index)``; when another process keeps the index's writer lock (the server's
+        own update, a rebuild), the import goes on: the books are in the catalog and its queue, and
+        whichever writer comes next indexes them."""
+        try:
+            how(self.db, self.index)
+        except IndexBusy as e:
+            logger.warning("search index busy, the new books will be indexed later: %s", e)
+            report.index_busy = True
 
     def wants_bulk(self, files: int) -> bool:
         """Whether importing ``files`` books should rebuild the index once at the end: when they are

@@ -8,7 +8,7 @@ catalog. Neither runs inside a web request.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import sqlite_utils
 
@@ -17,7 +17,6 @@ from .search import IndexDoc, SearchIndex
 
 logger = logging.getLogger(__name__)
 
-BATCH = 200
 
 
 def index_doc(db: sqlite_utils.Database, book_id: int) -> IndexDoc | None:
@@ -47,19 +46,11 @@ def all_docs(db: sqlite_utils.Database) -> Iterator[IndexDoc]:
             yield doc
 
 
-def _batches(items: Iterable[int], size: int) -> Iterator[list[int]]:
-    batch: list[int] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def catch_up(db: sqlite_utils.Database, index: SearchIndex) -> int:
-    """Apply pending index work; returns how many books were touched. Safe to repeat after a crash."""
+    """Apply pending index work; returns how many books were touched. Safe to repeat after a crash.
+
+    One writer and one commit for all of it (each commit is a segment, and a search looks in every
+    segment); books are read from the catalog one at a time as the writer takes them."""
     pending = list(db.query("SELECT book_id, op, seq FROM index_queue ORDER BY seq"))
     if not pending:
         return 0
@@ -67,27 +58,19 @@ def catch_up(db: sqlite_utils.Database, index: SearchIndex) -> int:
         logger.warning("search index unusable; rebuilding it from the catalog")
         rebuild(db, index)
         return len(pending)
-    done = 0
-    for batch in _batches([p["book_id"] for p in pending], BATCH):
-        seqs = {p["book_id"]: p["seq"] for p in pending if p["book_id"] in batch}
-        docs = []
-        removed = []
-        for book_id in batch:
+    seqs = {p["book_id"]: p["seq"] for p in pending}  # the latest change of each book
+
+    def changes() -> Iterator[IndexDoc | int]:
+        for book_id in seqs:
             doc = index_doc(db, book_id)
-            if doc is None:
-                removed.append(book_id)
-            else:
-                docs.append(doc)
-        if removed:
-            index.remove_books(removed)
-        if docs:
-            index.add_books(docs)
-        with db.atomic():
-            for book_id, seq in seqs.items():
-                # Only clear the entry if no newer change arrived meanwhile.
-                db.execute("DELETE FROM index_queue WHERE book_id = ? AND seq = ?", [book_id, seq])
-        done += len(batch)
-    return done
+            yield book_id if doc is None else doc
+
+    index.update(changes())
+    with db.atomic():
+        for book_id, seq in seqs.items():
+            # Only clear the entry if no newer change arrived meanwhile.
+            db.execute("DELETE FROM index_queue WHERE book_id = ? AND seq = ?", [book_id, seq])
+    return len(seqs)
 
 
 def rebuild(db: sqlite_utils.Database, index: SearchIndex) -> int:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import html
+import itertools
 import logging
 import os
 import pickle
@@ -895,8 +896,19 @@ class SearchIndex:
 
     def add_books(self, docs: Iterable[IndexDoc]) -> int:
         """Index ``docs``, replacing what the index had for the same books; one commit."""
-        docs = list(docs)
-        if not docs:
+        return self.update(docs)
+
+    def remove_books(self, book_ids: Iterable[int]) -> None:
+        """Remove the given books from the index (unknown ids are ignored)."""
+        self.update(int(b) for b in book_ids)
+
+    def update(self, changes: Iterable[IndexDoc | int]) -> int:
+        """Apply ``changes`` with one writer and one commit (one new segment): an ``IndexDoc``
+        replaces or adds its book, a book id removes it. ``changes`` is read as it is written, so
+        it may be a generator reading books one at a time. Returns how many changes were applied."""
+        changes = iter(changes)
+        first = next(changes, None)
+        if first is None:
             return 0
         with self._write_lock:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -904,34 +916,21 @@ class SearchIndex:
             if gen is None:
                 gen = self._start_empty()
             writer = self._locked_writer(gen, WRITER_MB)
+            count = 0
             try:
-                for doc in docs:
-                    writer.delete_by_term("book_id", str(int(doc.book_id)))
-                    for d in self._documents(doc):
-                        writer.add_document(**d)
+                for change in itertools.chain([first], changes):
+                    if isinstance(change, IndexDoc):
+                        writer.delete_by_term("book_id", str(int(change.book_id)))
+                        for d in self._documents(change):
+                            writer.add_document(**d)
+                    else:
+                        writer.delete_by_term("book_id", str(int(change)))
+                    count += 1
             except BaseException:
                 writer.cancel()
                 raise
             self._commit(writer, self.folder / gen)
-        return len(docs)
-
-    def remove_books(self, book_ids: Iterable[int]) -> None:
-        """Remove the given books from the index (unknown ids are ignored)."""
-        ids = [str(int(b)) for b in book_ids]
-        if not ids:
-            return
-        with self._write_lock:
-            gen = self._current_gen()
-            if gen is None:
-                return
-            writer = self._locked_writer(gen, WRITER_MB)
-            try:
-                for book_id in ids:
-                    writer.delete_by_term("book_id", book_id)
-            except BaseException:
-                writer.cancel()
-                raise
-            self._commit(writer, self.folder / gen)
+        return count
 
     def _start_empty(self) -> str:
         """Make the first, empty generation when the folder has no index at all."""

@@ -130,3 +130,53 @@ def test_an_import_as_large_as_the_catalog_rebuilds_the_index_once(runner, setti
     assert index.segment_count() == 2
     index.close()
     assert [found(w) for w in words] == [1] * 8
+
+
+def test_an_index_update_is_one_segment_however_many_books_it_takes_in(settings, make_epub, tmp_path):
+    from appliance import catalog, indexing
+    from appliance.importer import Importer, ImportReport
+    from appliance.search import SearchIndex
+
+    db = dbmod.connect(settings.db_path)
+    index = SearchIndex(settings.index_dir)
+    try:
+        importer = Importer(settings, db, None)  # the catalog only; the queue keeps what to index
+        words = ["khèn", "nương", "suối", "mây", "chợ", "bếp"]
+        for n, word in enumerate(words[:4]):
+            importer.import_file(make_epub(title=f"Sách {n}", chapters=[("Một", [f"Có {word} ở bản."])]), ImportReport())
+        assert indexing.catch_up(db, index) == 4
+        assert index.segment_count() == 1 and index.search("khen").total == 1
+        catalog.remove_book(db, 1)
+        for n, word in enumerate(words[4:], start=4):
+            importer.import_file(make_epub(title=f"Sách {n}", chapters=[("Một", [f"Có {word} ở bản."])]), ImportReport())
+        assert indexing.catch_up(db, index) == 3  # one removal and two books: one more segment
+        assert index.segment_count() == 2
+        assert [index.search(w).total for w in ("khen", "nuong", "cho", "bep")] == [0, 1, 1, 1]
+        assert db.execute("SELECT count(*) FROM index_queue").fetchone()[0] == 0
+        assert indexing.catch_up(db, index) == 0 and index.segment_count() == 2
+    finally:
+        index.close()
+        db.close()
+
+
+def test_an_import_goes_on_when_the_index_is_busy(runner, settings, make_epub, tmp_path, monkeypatch):
+    from appliance import importer, indexing
+    from appliance.search import IndexBusy, SearchIndex
+
+    def busy(db, index):
+        raise IndexBusy("held by another writer")
+
+    monkeypatch.setattr(importer, "catch_up", busy)
+    make_epub(title="Sách bận", chapters=[("Một", ["Tiếng khèn trên đồi."])], folder=tmp_path / "usb")
+    result = runner.invoke(["import", str(tmp_path / "usb")])
+    assert result.exit_code == 0, result.output
+    assert "Imported: 1" in result.output and "The search index was busy" in result.output
+    db = dbmod.connect(settings.db_path)
+    index = SearchIndex(settings.index_dir)
+    try:
+        assert db.execute("SELECT count(*) FROM index_queue").fetchone()[0] == 1  # waiting, not lost
+        indexing.catch_up(db, index)
+        assert index.search("khen").total == 1
+    finally:
+        index.close()
+        db.close()
