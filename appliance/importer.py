@@ -164,6 +164,8 @@ class Importer:
                 since_index = 0
                 index_every = min(index_every * 2, max(index_every, index_every_max))
         if self.index is not None:
+            if bulk and report.imported:
+                logger.info("%d books imported; rebuilding the search index", len(report.imported))
             self._update_index(rebuild if bulk and report.imported else catch_up, report)
         return report
 
