@@ -99,6 +99,7 @@ PHRASE_SCAN_CHARS = 40_000  # of a chapter, looked through for a quoted phrase's
 # it): enough for PHRASE_SCAN_CHARS of any script but CJK.
 SNIPPET_HEAD_BYTES = 96 * 1024
 SNIPPET_CACHE = 2000  # snippets kept for books shown again for the same words
+STORED_CACHE_BYTES = 2 * 1024 * 1024  # of books' stored fields (description, chapter marks) kept read
 DESCRIPTION_CHARS = 2_000
 WRITE_TIMEOUT = 120.0  # seconds to wait for another writer before giving up
 WRITER_MB = 32  # Whoosh writer memory before it spills to disk
@@ -610,6 +611,10 @@ class SearchIndex:
         # (book id, words, named) -> the hit's chapter position and title (or None) and snippet; emptied
         # whenever the index changes, since a change may be a new version of a book.
         self._snippets: OrderedDict[tuple[int, frozenset[str], bool], tuple[int | None, str | None, str]] = OrderedDict()
+        # Document number -> (its stored fields, their size), for the searcher in use: reading and
+        # unpickling them was a quarter of a first search's snippets.
+        self._stored: OrderedDict[int, tuple[dict, int]] = OrderedDict()
+        self._stored_bytes = 0
 
     # -- generations ------------------------------------------------------------------------------
 
@@ -650,6 +655,8 @@ class SearchIndex:
         self._tables = None
         self._tables_key = None
         self._snippets.clear()
+        self._stored.clear()
+        self._stored_bytes = 0
 
     def _get_searcher(self):
         """The shared searcher, reopened when the generation changed, refreshed after commits."""
@@ -784,7 +791,7 @@ class SearchIndex:
         with the words (a named book's words may be nowhere in its text: only its first
         chapters are read), else the description. For a quoted phrase, chapters that may hold
         all of its words come first."""
-        stored = searcher.stored_fields(docnum)
+        stored = self._stored_fields(searcher, docnum)
         blurb = stored.get("blurb") or ""
         described = make_snippet(blurb, words) if named else ""
         if described:
@@ -805,6 +812,19 @@ class SearchIndex:
         if found is None:
             return None, None, described if named else make_snippet(blurb, words)
         return found
+
+    def _stored_fields(self, searcher, docnum: int) -> dict:
+        if docnum in self._stored:
+            self._stored.move_to_end(docnum)
+            return self._stored[docnum][0]
+        stored = searcher.stored_fields(docnum)
+        size = len(stored.get("blurb") or "") + sum(len(bits) + 64 for _, bits in stored.get("marks") or ())
+        self._stored[docnum] = (stored, size)
+        self._stored_bytes += size
+        while self._stored_bytes > STORED_CACHE_BYTES and len(self._stored) > 1:
+            _, (_, dropped) = self._stored.popitem(last=False)
+            self._stored_bytes -= dropped
+        return stored
 
     def _chapter_hit(self, book_id: int, words: frozenset[str], chapters: int, positions: list[int] | None,
                      phrases: tuple[tuple[str, ...], ...] = ()) -> tuple[int, str, str] | None:

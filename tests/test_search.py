@@ -466,3 +466,31 @@ def test_an_index_written_through_sorted_runs_answers_like_one_written_in_memory
             index.close()
         assert bool(runs) == (limit_mb == 1)
     assert answers[0] == answers[1] and all(answers[0][:2])
+
+
+def test_a_books_stored_fields_are_read_once_until_the_index_changes(tmp_path):
+    texts = {1: "Tiếng khèn vọng lại từ phía đồi.", 2: "Con suối chảy qua bản, tiếng khèn ngân."}
+    chapters = {b: ((0, "Một", t),) for b, t in texts.items()}
+
+    def loader(book_id, positions=None, head=None):
+        for position, title, text in chapters[book_id]:
+            if positions is None or position in positions:
+                yield position, title, text, True
+
+    index = SearchIndex(tmp_path / "index", chapter_loader=loader)
+    try:
+        index.add_books([IndexDoc(b, f"Sách {b}", ("Ai đó",), (), "vi", "", chapters[b]) for b in texts])
+        searcher = index._get_searcher()
+        read = []
+        stored_fields = searcher.stored_fields
+        searcher.stored_fields = lambda docnum: (read.append(docnum), stored_fields(docnum))[1]
+        for words in ("khen", "tieng khen", "khen -suoi", "khen"):  # different words, the same two books
+            assert {h.book_id for h in index.search(words).hits} <= {1, 2}
+        assert sorted(read) == [0, 1]
+        chapters[1] = ((0, "Một", "Tiếng sáo trên nương ngô."),)  # a new version of book 1
+        index.add_books([IndexDoc(1, "Sách 1", ("Ai đó",), (), "vi", "", chapters[1])])
+        hit, = index.search("sao").hits
+        assert hit.book_id == 1 and "<mark>sáo</mark>" in hit.snippet
+        assert [h.book_id for h in index.search("khen").hits] == [2]
+    finally:
+        index.close()
