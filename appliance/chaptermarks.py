@@ -55,12 +55,15 @@ def marks_of_words(chapters: Iterable[tuple[int, Iterable[str]]]) -> tuple[tuple
 
 def _chapters_with(marks: Iterable[tuple[int, bytes]], words: Iterable[str], need) -> list[int]:
     hashes = [zlib.crc32(w.encode("utf-8")) for w in words]
+    probes: dict[int, list[tuple[tuple[int, int], ...]]] = {}  # per bit-set size: (byte, mask) per bit, per word
     out = []
     for position, bits in marks:
         if not bits:
             continue
-        nbits = len(bits) * 8
-        if need(all(bits[n >> 3] >> (n & 7) & 1 for n in _bit_numbers(h, nbits)) for h in hashes):
+        size = len(bits)
+        if size not in probes:
+            probes[size] = [tuple((n >> 3, 1 << (n & 7)) for n in _bit_numbers(h, size * 8)) for h in hashes]
+        if need(all(bits[i] & mask for i, mask in word) for word in probes[size]):
             out.append(position)
     return out
 
