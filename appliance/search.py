@@ -95,8 +95,10 @@ MAX_PAGELEN = 100
 SNIPPET_CHARS = 200
 SNIPPET_WINDOW = 4000
 PHRASE_SCAN_CHARS = 40_000  # of a chapter, looked through for a quoted phrase's snippet
-# Of a chapter's text, decompressed first for a snippet (the rest only when the words are not in
-# it): enough for PHRASE_SCAN_CHARS of any script but CJK.
+# Of a chapter's text, decompressed for a snippet: first SNIPPET_FIRST_BYTES (most words are
+# found there), then SNIPPET_HEAD_BYTES (enough for PHRASE_SCAN_CHARS of any script but CJK), then
+# the whole chapter, each only when what was read cannot decide.
+SNIPPET_FIRST_BYTES = 16 * 1024
 SNIPPET_HEAD_BYTES = 96 * 1024
 SNIPPET_CACHE = 2000  # snippets kept for books shown again for the same words
 STORED_CACHE_BYTES = 2 * 1024 * 1024  # of books' stored fields (description, chapter marks) kept read
@@ -835,13 +837,15 @@ class SearchIndex:
             return None
         try:
             for n, (position, title, text, complete) in enumerate(self.chapter_loader(book_id, positions,
-                                                                                      SNIPPET_HEAD_BYTES)):
+                                                                                      SNIPPET_FIRST_BYTES)):
                 if n >= chapters:
                     break
                 snippet = make_snippet(text or "", words, phrases=phrases, complete=complete)
-                if snippet is None:
-                    for _, _, text, _ in self.chapter_loader(book_id, [position]):
-                        snippet = make_snippet(text or "", words, phrases=phrases)
+                for head in (SNIPPET_HEAD_BYTES, None):  # more of the chapter while what was read cannot decide
+                    if snippet is not None:
+                        break
+                    for _, _, text, complete in self.chapter_loader(book_id, [position], head):
+                        snippet = make_snippet(text or "", words, phrases=phrases, complete=complete)
                 if snippet:
                     return int(position), title or "", snippet
                 if title and _locator(words).search(fold(title)):

@@ -382,7 +382,8 @@ def test_snippets_decompress_the_head_of_a_long_chapter_and_the_rest_only_when_n
 
     from appliance.catalog import chapter_loader
     filler = "Mưa trên núi, sương trên đồi. " * 6000  # 180,000 characters, beyond the head
-    texts = {1: "Đường về bản Tà Xùa. " + filler, 2: filler + "Đường về bản Tà Xùa.", 3: filler + "Cô gái ngồi đợi."}
+    texts = {1: "Đường về bản Tà Xùa. " + filler, 2: filler + "Đường về bản Tà Xùa.", 3: filler + "Cô gái ngồi đợi.",
+             4: filler[:42_000] + "Đường về bản Tà Xùa. " + filler}  # about 53 KB in
     conn = sqlite3.connect(tmp_path / "c.db", check_same_thread=False)
     conn.execute("CREATE TABLE chapters (book_id INTEGER, position INTEGER, title TEXT, text_z BLOB)")
     conn.executemany("INSERT INTO chapters VALUES (?, 0, 'Một', ?)",
@@ -400,10 +401,12 @@ def test_snippets_decompress_the_head_of_a_long_chapter_and_the_rest_only_when_n
     try:
         index.add_books([IndexDoc(b, f"Sách {b}", ("Ai đó",), (), "vi", "", ((0, "Một", t),)) for b, t in texts.items()])
         hits = {h.book_id: h for h in index.search("ta xua").hits}
-        assert set(hits) == {1, 2}
+        assert set(hits) == {1, 2, 4}
         assert all("<mark>Tà</mark> <mark>Xùa</mark>" in h.snippet and h.chapter_position == 0 for h in hits.values())
-        head = search_module.SNIPPET_HEAD_BYTES  # book 2's words are past the head: its whole chapter is read
-        assert sorted(asked, key=str) == sorted([(1, head), (2, head), (2, None)], key=str)
+        first, head = search_module.SNIPPET_FIRST_BYTES, search_module.SNIPPET_HEAD_BYTES
+        # Book 1's words are in the first bytes, book 4's in the head, book 2's past it: its whole chapter is read.
+        assert sorted(asked, key=str) == sorted([(1, first), (2, first), (2, head), (2, None), (4, first), (4, head)],
+                                                key=str)
     finally:
         index.close()
 
