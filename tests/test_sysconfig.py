@@ -206,10 +206,19 @@ def test_dnsmasq_accepts_the_rendered_files(tmp_path):
     assert subprocess.run([dnsmasq, "--test", "-C", str(bad)], capture_output=True).returncode != 0
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_dns_port() -> int:
+    """A port free on 127.0.0.1 for UDP and for TCP: dnsmasq listens on both."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, \
+                socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port free for both UDP and TCP on 127.0.0.1")
 
 
 def dns_query(port: int, name: str, qtype: int = 1, timeout: float = 1.0) -> tuple[int, list[tuple[int, bytes]]]:
@@ -260,13 +269,13 @@ def running_dnsmasq(tmp_path):
     conf = tmp_path / "library-dns.conf"
     conf.write_text(files["/etc/dnsmasq.d/library-dns.conf"])
     conf.chmod(0o644)
-    port = free_udp_port()
-    process = subprocess.Popen(
-        [dnsmasq, "--no-daemon", "--conf-file=" + str(conf), f"--port={port}", "--listen-address=127.0.0.1",
-         "--bind-interfaces", "--pid-file=", "--log-facility=-"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
+    for attempt in range(3):  # another test may take the port between choosing it and dnsmasq's bind
+        port = free_dns_port()
+        process = subprocess.Popen(
+            [dnsmasq, "--no-daemon", "--conf-file=" + str(conf), f"--port={port}", "--listen-address=127.0.0.1",
+             "--bind-interfaces", "--pid-file=", "--log-facility=-"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -275,7 +284,16 @@ def running_dnsmasq(tmp_path):
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
                     process.kill()
-                    pytest.fail("dnsmasq did not start: " + (process.stdout.read() if process.stdout else ""))
+                    process.wait()
+                    output = process.stdout.read()
+                    process.stdout.close()
+                    if "Address already in use" in output and attempt < 2:
+                        process = None
+                        break
+                    pytest.fail("dnsmasq did not start: " + output)
+        if process is not None:
+            break
+    try:
         yield port, "10.77.0.1"
     finally:
         process.terminate()
