@@ -874,8 +874,9 @@ class SearchIndex:
     def _documents(self, doc: IndexDoc) -> Iterator[dict]:
         book_id = str(int(doc.book_id))
         chapters = tuple(doc.chapters)
-        parts = [clean(doc.title), *map(clean, doc.authors), *map(clean, doc.subjects), clean(doc.description),
-                 *(f"{clean(t)}\n{clean(x)}" for _, t, x in chapters)]
+        title, description = clean(doc.title), clean(doc.description)
+        authors, subjects = [clean(a) for a in doc.authors], [clean(s) for s in doc.subjects]
+        parts = [title, *authors, *subjects, description, *(f"{clean(t)}\n{clean(x)}" for _, t, x in chapters)]
         # Each part is folded and cut into words once, for ``all``, ``pairs`` and the chapter marks:
         # Whoosh takes a field's words as a list without running its analyzer. The lists hold what
         # the analyzers would make of the parts joined by SEP (``all`` has no positions, ``pairs`` no
@@ -884,12 +885,12 @@ class SearchIndex:
         pairs = {(a, b) for part in words for a, b in zip(part, part[1:], strict=False)}
         chapter_words = words[len(parts) - len(chapters):]
         yield dict(
-            kind="b", book_id=book_id, title=parts[0], authors=SEP.join(clean(a) for a in doc.authors),
-            subject_words=SEP.join(clean(s) for s in doc.subjects),
+            kind="b", book_id=book_id, title=title, authors=SEP.join(authors),
+            subject_words=SEP.join(subjects),
             all=[w for part in words for w in part],
             pairs=[pair_term(a, b) for a, b in pairs],
-            language=clean(doc.language or ""), subjects=SEP.join(s for s in map(clean, doc.subjects) if s),
-            blurb=clean(doc.description)[:DESCRIPTION_CHARS],
+            language=clean(doc.language or ""), subjects=SEP.join(s for s in subjects if s),
+            blurb=description[:DESCRIPTION_CHARS],
             marks=marks_of_words((position, w) for (position, _, _), w in zip(chapters, chapter_words, strict=True)),
         )
 
