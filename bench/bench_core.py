@@ -54,6 +54,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def latency_ms(times: list[float]) -> dict[str, float]:
+    """p50 (the median), p95 and max of ``times`` (ms), to a tenth of a millisecond."""
+    ordered = sorted(times) or [0.0]
+    return {"p50": round(statistics.median(ordered), 1), "p95": round(ordered[max(0, int(len(ordered) * 0.95) - 1)], 1),
+            "max": round(ordered[-1], 1)}
+
+
 def make_queries(db_path: Path, count: int, seed: int) -> list[tuple[str, str, int]]:
     """(kind, query, expected book id) drawn from the catalog itself."""
     # Imported here: bench_peers imports this module in the peers' environment too, which has no NumPy.
@@ -149,14 +156,8 @@ def main() -> None:
             ids = [b["id"] for b in json.loads(body)["books"]]
             found += book_id in ids
             first += bool(ids) and ids[0] == book_id
-        times.sort()
-        report["search_ms"] = {
-            "p50": round(statistics.median(times), 1),
-            "p95": round(times[int(len(times) * 0.95) - 1], 1),
-            "max": round(times[-1], 1),
-        }
-        report["search_p95_by_kind_ms"] = {k: round(sorted(v)[max(0, int(len(v) * 0.95) - 1)], 1)
-                                          for k, v in sorted(by_kind.items())}
+        report["search_ms"] = latency_ms(times)
+        report["search_p95_by_kind_ms"] = {k: latency_ms(v)["p95"] for k, v in sorted(by_kind.items())}
         report["found_on_first_page"] = f"{found}/{len(queries)}"
         report["found_first"] = f"{first}/{len(queries)}"
         report["server_memory_mb"] = {k: round(v, 1) for k, v in proc_memory(server.pid).items()}

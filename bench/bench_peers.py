@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_core import free_port, proc_memory  # noqa: E402
+from bench_core import free_port, latency_ms, proc_memory  # noqa: E402
 from boxenv import DEFAULT, box_python  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -374,12 +374,6 @@ def search_quality(server: Server, queries: list[tuple[str, str, dict]],
     return {kind: f"{a}/{b}" for kind, (a, b) in found.items()}
 
 
-def percentiles(times: list[float]) -> dict[str, float]:
-    ordered = sorted(times) or [0.0]
-    return {"p50": round(ordered[len(ordered) // 2], 1), "p95": round(ordered[max(0, int(len(ordered) * 0.95) - 1)], 1),
-            "max": round(ordered[-1], 1)}
-
-
 def quality_queries(books: list[dict], in_calibre: dict[str, int], fold, sample: int = 0) -> list[tuple[str, str, dict]]:
     """The title of each Vietnamese book as typed with and without accents, and its author's name
     without accents plus a title word (books every server has); of ``sample`` books drawn at
@@ -489,7 +483,7 @@ def main() -> None:
             report["servers"][server.name] = {"cold_start_s": round(server.cold_start_s, 2),
                                               "home_bytes": home_bytes(server),
                                               "search_quality": search_quality(server, quality, times),
-                                              "quality_search_ms": percentiles(times),
+                                              "quality_search_ms": latency_ms(times),
                                               "prepare_s": round(server.prepare_s, 1),
                                               "after_load": proc_stats(server.proc.pid), "pages": results}
             time.sleep(IDLE_SECONDS)
