@@ -259,6 +259,32 @@ def a_records(records) -> list[str]:
     return [socket.inet_ntoa(rdata) for rtype, rdata in records if rtype == 1]
 
 
+def start_dnsmasq(dnsmasq: str, conf: Path, last_try: bool) -> tuple[subprocess.Popen, int] | None:
+    """dnsmasq with ``conf`` on a free port of 127.0.0.1, answering: (process, port); None when the
+    port was taken before dnsmasq could bind it (unless ``last_try``: then, as any other failure,
+    the test fails with dnsmasq's output)."""
+    port = free_dns_port()
+    process = subprocess.Popen(
+        [dnsmasq, "--no-daemon", "--conf-file=" + str(conf), f"--port={port}", "--listen-address=127.0.0.1",
+         "--bind-interfaces", "--pid-file=", "--log-facility=-"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            dns_query(port, "thuvien.lan", timeout=0.2)
+            return process, port
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                output = process.stdout.read()
+                process.stdout.close()
+                if "Address already in use" in output and not last_try:
+                    return None
+                pytest.fail("dnsmasq did not start: " + output)
+
+
 @pytest.fixture
 def running_dnsmasq(tmp_path):
     """dnsmasq serving the rendered answers on 127.0.0.1 only; yields (port, box address)."""
@@ -270,29 +296,10 @@ def running_dnsmasq(tmp_path):
     conf.write_text(files["/etc/dnsmasq.d/library-dns.conf"])
     conf.chmod(0o644)
     for attempt in range(3):  # another test may take the port between choosing it and dnsmasq's bind
-        port = free_dns_port()
-        process = subprocess.Popen(
-            [dnsmasq, "--no-daemon", "--conf-file=" + str(conf), f"--port={port}", "--listen-address=127.0.0.1",
-             "--bind-interfaces", "--pid-file=", "--log-facility=-"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                dns_query(port, "thuvien.lan", timeout=0.2)
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    process.wait()
-                    output = process.stdout.read()
-                    process.stdout.close()
-                    if "Address already in use" in output and attempt < 2:
-                        process = None
-                        break
-                    pytest.fail("dnsmasq did not start: " + output)
-        if process is not None:
+        started = start_dnsmasq(dnsmasq, conf, last_try=attempt == 2)
+        if started is not None:
             break
+    process, port = started
     try:
         yield port, "10.77.0.1"
     finally:
