@@ -497,3 +497,15 @@ def test_a_books_stored_fields_are_read_once_until_the_index_changes(tmp_path):
         assert [h.book_id for h in index.search("khen").hits] == [2]
     finally:
         index.close()
+
+
+def test_the_filter_links_are_what_url_for_makes(client):
+    from flask import url_for
+
+    from appliance.views.search import _link
+
+    with client.application.test_request_context("/"):
+        base = url_for("search.search")
+        for params in (dict(q="thư viện / a+b & c?d", subject="Văn học; x:y", lang=None),
+                       dict(q="x", lang="vi", subject=None, page=2), dict(q='"ban an" -x', page=1)):
+            assert _link(base, **params) == url_for("search.search", **params)
