@@ -156,11 +156,13 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
 
     app.context_processor(template_context)
 
-    from .hotpages import HotPages
+    from .hotpages import HotPages, Kept
     from .views.home import HOME_SECONDS
     from .views.opds import ROOT_SECONDS
+    from .views.search import SEARCH_SECONDS
 
     app.wsgi_app = HotPages(app.wsgi_app, {"/": HOME_SECONDS, "/opds": ROOT_SECONDS, "/opds/": ROOT_SECONDS,
-                                           "/opds/v2": ROOT_SECONDS},
+                                           "/opds/v2": ROOT_SECONDS,
+                                           "/search": Kept(SEARCH_SECONDS, with_query=True, state=state.index.stamp)},
                             lambda: dbmod.page_state(state.open_db()))
     return app

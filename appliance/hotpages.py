@@ -9,52 +9,92 @@ reading" place, a librarian's session), its Accept-Language, and the box's state
 change counter and the welcome text, read in one small query). Anything that changes without
 a key change (most read this month, vans nearby) is at most ``seconds`` old.
 
+Search pages are kept the same way, with their query string in the key and the search index's
+state beside the catalog's: a class of phones asking for the same words at once is answered by one
+search. What a page must still do for every reader (counting a search in the statistics) it leaves
+in ``environ[ON_REPLAY]``, which is called each time its kept answer is given again.
+
 A kept answer is replayed as it was, with its security headers; a matching If-None-Match gets
-304. Answers that set a cookie, and anything but a plain 200, are never kept.
+304. Answers that set a cookie, and anything but a plain 200, are never kept. The bodies kept
+together stay under ``max_bytes``.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
 
 from werkzeug.http import parse_etags, unquote_etag
 
-__all__ = ["HotPages"]
+__all__ = ["HotPages", "Kept", "ON_REPLAY"]
 
+logger = logging.getLogger(__name__)
+
+ON_REPLAY = "appliance.hotpages.on_replay"
 _NOT_REPLAYED_ON_304 = {"content-length", "content-type"}
 
 
+@dataclass(frozen=True)
+class Kept:
+    """How the answers of one path are kept."""
+
+    seconds: float
+    with_query: bool = False  # the query string is part of the key (else requests with one are not kept)
+    state: Callable[[], Hashable] | None = None  # what else the page depends on
+
+
+@dataclass
+class _Answer:
+    at: float
+    status: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    etag: str | None
+    on_replay: Callable[[], object] | None
+
+
 class HotPages:
-    def __init__(self, app, seconds_by_path: dict[str, float], state: Callable[[], Hashable], size: int = 256):
+    def __init__(self, app, pages: dict[str, float | Kept], state: Callable[[], Hashable], size: int = 256,
+                 max_bytes: int = 2 * 1024 * 1024):
         self.app = app
-        self.seconds_by_path = dict(seconds_by_path)
+        self.pages = {path: how if isinstance(how, Kept) else Kept(how) for path, how in pages.items()}
         self.state = state
         self.size = size
-        self._kept: OrderedDict[Hashable, tuple[float, str, list[tuple[str, str]], bytes, str | None]] = OrderedDict()
+        self.max_bytes = max_bytes
+        self._kept: OrderedDict[Hashable, _Answer] = OrderedDict()
+        self._kept_bytes = 0
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD")
-        seconds = self.seconds_by_path.get(path)
-        if seconds is None or method not in ("GET", "HEAD") or environ.get("QUERY_STRING"):
+        how = self.pages.get(path)
+        query = environ.get("QUERY_STRING", "")
+        if how is None or method not in ("GET", "HEAD") or (query and not how.with_query):
             return self.app(environ, start_response)
         try:
-            key = (path, environ.get("SCRIPT_NAME", ""), environ.get("wsgi.url_scheme"), environ.get("HTTP_HOST"),
-                   environ.get("HTTP_COOKIE"), environ.get("HTTP_ACCEPT_LANGUAGE"), self.state())
+            key = (path, query, environ.get("SCRIPT_NAME", ""), environ.get("wsgi.url_scheme"),
+                   environ.get("HTTP_HOST"), environ.get("HTTP_COOKIE"), environ.get("HTTP_ACCEPT_LANGUAGE"),
+                   self.state(), how.state() if how.state is not None else None)
         except Exception:  # the catalog cannot be read: let the app answer (and report) it
             return self.app(environ, start_response)
         now = time.monotonic()
         with self._lock:
             found = self._kept.get(key)
-            if found is not None and now - found[0] < seconds:
+            if found is not None and now - found.at < how.seconds:
                 self._kept.move_to_end(key)
             else:
                 found = None
         if found is not None:
-            return self._replay(environ, start_response, *found[1:])
+            if found.on_replay is not None and method == "GET":
+                try:
+                    found.on_replay()
+                except Exception:  # what a page does besides answering must not stop the answer
+                    logger.exception("a kept page's replay step failed")
+            return self._replay(environ, start_response, found.status, found.headers, found.body, found.etag)
         if method == "HEAD":
             return self.app(environ, start_response)
         return self._answer_and_keep(environ, start_response, key, now)
@@ -96,10 +136,16 @@ class HotPages:
         if not status.startswith("200 "):
             start_response(status, headers)
             return [body]
-        if "set-cookie" not in names:
-            with self._lock:
-                self._kept[key] = (now, status, headers, body, etag)
-                self._kept.move_to_end(key)
-                while len(self._kept) > self.size:
-                    self._kept.popitem(last=False)
+        if "set-cookie" not in names and len(body) <= self.max_bytes // 4:
+            self._keep(key, _Answer(now, status, headers, body, etag, environ.get(ON_REPLAY)))
         return self._replay(environ, start_response, status, headers, body, etag)
+
+    def _keep(self, key: Hashable, answer: _Answer) -> None:
+        with self._lock:
+            old = self._kept.pop(key, None)
+            if old is not None:
+                self._kept_bytes -= len(old.body)
+            self._kept[key] = answer
+            self._kept_bytes += len(answer.body)
+            while len(self._kept) > self.size or self._kept_bytes > self.max_bytes:
+                self._kept_bytes -= len(self._kept.popitem(last=False)[1].body)

@@ -636,6 +636,17 @@ class SearchIndex:
             return None
         return (st.st_ino, st.st_mtime_ns)
 
+    def stamp(self) -> tuple:
+        """Changes whenever what searches answer may change: a new generation, or a commit in the
+        current one (it writes new files in the generation's folder). Two stats and a small read,
+        for keeping whole answers (appliance.hotpages)."""
+        gen = self._current_gen()
+        try:
+            changed = os.stat(self.folder / gen).st_mtime_ns if gen is not None else None
+        except OSError:
+            changed = None
+        return self._pointer_key(), gen, changed
+
     def _open(self, gen: str):
         path = self.folder / gen
         if (path / FORMAT_FILE).read_text(encoding="utf-8").strip() != FORMAT:

@@ -1,4 +1,4 @@
-"""The home page and OPDS roots kept whole for a few seconds: never stale where a reader would notice."""
+"""The home page, OPDS roots and search pages kept whole for a few seconds: never stale where a reader would notice."""
 from __future__ import annotations
 
 from appliance import db as dbmod
@@ -78,3 +78,63 @@ def test_only_plain_successful_answers_are_kept_and_only_for_their_seconds(monke
     client.get("/cookie")
     client.get("/cookie")
     assert calls.count("/broken") == 2 and calls.count("/cookie") == 2
+
+
+def test_a_search_asked_again_is_answered_once_and_counted_each_time(app, settings, make_epub, client, monkeypatch):
+    import_files(settings, [make_epub(title="Sông Đà")])
+    index = app.extensions["library"].index
+    searches = []
+    real_search = index.search
+    monkeypatch.setattr(index, "search", lambda *a, **k: searches.append(a) or real_search(*a, **k))
+    first = client.get("/search?q=song+da")
+    assert "Sông Đà" in first.text
+    for _ in range(4):
+        assert client.get("/search?q=song+da").data == first.data
+    assert len(searches) == 1
+    assert "Sông Đà" in client.get("/search?q=song").text and len(searches) == 2  # other words: another search
+    app.extensions["library"].stats.flush()
+    db = dbmod.connect(settings.db_path)
+    counted = dict(db.execute("SELECT term, sum(count) FROM stats_counts WHERE kind = 'search' GROUP BY term").fetchall())
+    db.close()
+    assert counted == {"song da": 5, "song": 1}
+
+
+def test_a_kept_search_page_follows_the_index_at_once(settings, make_epub, client):
+    from appliance.search import SearchIndex
+
+    import_files(settings, [make_epub(title="Sông Đà"), make_epub(title="Sông Hồng")])
+    assert "2 books found" in client.get("/search?q=song").text
+    # The index changes without the catalog (as when it catches up after an import).
+    index = SearchIndex(settings.index_dir)
+    index.remove_books([1])
+    index.close()
+    page = client.get("/search?q=song").text
+    assert "1 book found" in page and "Sông Hồng" in page and "Sông Đà" not in page
+
+
+def test_kept_bodies_stay_under_their_bytes_and_the_query_string_is_part_of_the_key():
+    from werkzeug.test import Client
+    from werkzeug.wrappers import Response
+
+    from appliance import hotpages
+
+    calls = []
+
+    def app(environ, start_response):
+        calls.append(environ["QUERY_STRING"])
+        size = int(environ["QUERY_STRING"].partition("=")[2] or 10)
+        return Response("x" * size)(environ, start_response)
+
+    kept = hotpages.HotPages(app, {"/s": hotpages.Kept(60.0, with_query=True)}, lambda: 0, max_bytes=1000)
+    client = Client(kept)
+    for query in ("n=200", "n=201", "n=202", "n=200", "n=201", "n=202"):
+        assert len(client.get("/s?" + query).data) == int(query[2:])
+    assert calls == ["n=200", "n=201", "n=202"]  # 603 bytes kept
+    client.get("/s?n=203")
+    client.get("/s?n=204")  # 1,010 bytes: the oldest (n=200) makes way
+    assert kept._kept_bytes <= 1000 and len(kept._kept) == 4
+    client.get("/s?n=200")
+    assert calls[-1] == "n=200"
+    client.get("/s?n=300")
+    client.get("/s?n=300")  # more than a quarter of the bytes: answered each time, never kept
+    assert calls.count("n=300") == 2

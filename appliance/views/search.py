@@ -4,15 +4,18 @@ from __future__ import annotations
 from functools import partial
 from urllib.parse import urlencode
 
-from flask import Blueprint, render_template, url_for
+from flask import Blueprint, render_template, request, url_for
 
 from .. import stats
 from ..app import get_db, library_state
 from ..finder import find_books
+from ..hotpages import ON_REPLAY
 from ..textfold import fold
 from .params import int_arg, language_arg, page_size, text_arg
 
 bp = Blueprint("search", __name__)
+
+SEARCH_SECONDS = 10.0  # a search page is kept this long (appliance.hotpages), for the same words asked again
 
 
 @bp.get("/search")
@@ -26,7 +29,9 @@ def search():
         results = find_books(get_db(), library_state().index, q, language=language, subject=subject,
                              page=page, pagelen=page_size())
         if page == 1 and language is None and subject is None:  # count a search once, not each page or filter
-            stats.record_event("search", term=q, found=results.total > 0)
+            count = partial(stats.record_event, "search", term=q, found=results.total > 0)
+            count()
+            request.environ[ON_REPLAY] = count  # and again each time this page is given from memory
     folded = " ".join(fold(q).split())
     return render_template("search.html", q=q, folded=folded, results=results, language=language, subject=subject,
                            search_link=partial(_link, url_for("search.search")))
