@@ -13,7 +13,11 @@ kiwix-serve gets a ZIM built with libzim from the chapter texts the box extracte
 chapter, one per book listing its chapters, full-text index on).
 
 Load: ``wrk`` with 20 and 50 connections against each page a phone asks for (home, search, book,
-chapter, OPDS root, cover, download), ``--duration`` seconds each, on 127.0.0.1. Reported per
+chapter, OPDS root, cover, download), ``--duration`` seconds each, on 127.0.0.1. "search" asks the
+same words again and again (a class told what to look for; the box keeps such pages a few seconds);
+"new searches" makes every request a search nobody made before: the search-quality queries in turn,
+each with a parameter no server reads and that differs each time, so no server can answer from
+what it keeps. Reported per
 server: requests/s, latency p50/p95/p99, errors (socket errors and HTTP status >= 400), and, after
 all the load, the server's RSS and CPU seconds. Cold start is process start to the first answered
 request; RSS is read right after the load and again IDLE_SECONDS later. A page a server does not
@@ -43,7 +47,7 @@ from bench_core import free_port, latency_ms, proc_memory  # noqa: E402
 from boxenv import DEFAULT, box_python  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
-PAGES = ("home", "search", "book", "chapter", "opds", "cover", "download")
+PAGES = ("home", "search", "new searches", "book", "chapter", "opds", "cover", "download")
 # After the load, RSS is read again this much later, the servers idle (the box hands freed memory
 # back every 10 s; the others are given the same wait).
 IDLE_SECONDS = 15
@@ -322,6 +326,28 @@ def make_zim(data: Path, out: Path) -> None:
     tmp.replace(out)
 
 
+NEW_SEARCHES_SCRIPT = """
+local paths = {%s}
+local threads = 0
+setup = function(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, paths[(n + id * 37) %% #paths + 1] .. "&seen=" .. id .. "-" .. n)
+end
+"""
+
+
+def new_searches_script(server: "Server", queries: list[tuple[str, str, dict]], out: Path) -> Path:
+    """wrk's script for "new searches": the report plus requests made of ``queries`` in turn."""
+    paths = ", ".join(json.dumps(server.search_path(query)) for _, query, _ in queries)
+    out.write_text(NEW_SEARCHES_SCRIPT % paths + WRK_SCRIPT)
+    return out
+
+
 def run_wrk(url: str, clients: int, duration: int, script: Path) -> dict:
     threads = min(2, clients)
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{clients}", f"-d{duration}s", "--timeout", "10s",
@@ -475,9 +501,11 @@ def main() -> None:
             server.set_paths(book, query)
             check(server)
             results: dict = {}
+            searches = new_searches_script(server, quality, args.work / f"new-searches-{server.name}.lua")
             for page in PAGES:
-                path = server.paths.get(page)
-                results[page] = {c: (run_wrk(server.base + path, c, args.duration, script) if path else None)
+                path = server.paths.get("search" if page == "new searches" else page)
+                results[page] = {c: (run_wrk(server.base + path, c, args.duration,
+                                             searches if page == "new searches" else script) if path else None)
                                  for c in clients}
             times: list[float] = []
             report["servers"][server.name] = {"cold_start_s": round(server.cold_start_s, 2),
@@ -501,7 +529,7 @@ def print_tables(report: dict, clients: list[int]) -> None:
         print(f"\n{c} clients: requests/s, p95 ms, errors (box / " + " / ".join(names[1:]) + ")\n")
         print("| page | " + " | ".join(names) + " | box ÷ " + " | box ÷ ".join(names[1:]) + " (req/s) |")
         print("| --- " * (2 * len(names)) + "|")
-        for page in PAGES:
+        for page in [p for p in PAGES if p in next(iter(report["servers"].values()))["pages"]]:  # older reports
             cells, rps = [], []
             for name in names:
                 r = report["servers"][name]["pages"][page][str(c) if str(c) in report["servers"][name]["pages"][page]
