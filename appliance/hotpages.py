@@ -21,13 +21,13 @@ together stay under ``max_bytes``.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
 from werkzeug.http import parse_etags, unquote_etag
+
+from .lru import SizedLRU
 
 __all__ = ["HotPages", "Kept", "ON_REPLAY"]
 
@@ -58,15 +58,11 @@ class _Answer:
 
 class HotPages:
     def __init__(self, app, pages: dict[str, float | Kept], state: Callable[[], Hashable], size: int = 256,
-                 max_bytes: int = 2 * 1024 * 1024):
+                 max_bytes: int = 1024 * 1024):
         self.app = app
         self.pages = {path: how if isinstance(how, Kept) else Kept(how) for path, how in pages.items()}
         self.state = state
-        self.size = size
-        self.max_bytes = max_bytes
-        self._kept: OrderedDict[Hashable, _Answer] = OrderedDict()
-        self._kept_bytes = 0
-        self._lock = threading.Lock()
+        self._kept: SizedLRU[_Answer] = SizedLRU(max_bytes, size)
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -82,13 +78,8 @@ class HotPages:
         except Exception:  # the catalog cannot be read: let the app answer (and report) it
             return self.app(environ, start_response)
         now = time.monotonic()
-        with self._lock:
-            found = self._kept.get(key)
-            if found is not None and now - found.at < how.seconds:
-                self._kept.move_to_end(key)
-            else:
-                found = None
-        if found is not None:
+        found = self._kept.get(key)
+        if found is not None and now - found.at < how.seconds:
             if found.on_replay is not None and method == "GET":
                 try:
                     found.on_replay()
@@ -136,16 +127,7 @@ class HotPages:
         if not status.startswith("200 "):
             start_response(status, headers)
             return [body]
-        if "set-cookie" not in names and len(body) <= self.max_bytes // 4:
-            self._keep(key, _Answer(now, status, headers, body, etag, environ.get(ON_REPLAY)))
+        if "set-cookie" not in names:
+            self._kept.put(key, _Answer(now, status, headers, body, etag, environ.get(ON_REPLAY)), len(body))
         return self._replay(environ, start_response, status, headers, body, etag)
 
-    def _keep(self, key: Hashable, answer: _Answer) -> None:
-        with self._lock:
-            old = self._kept.pop(key, None)
-            if old is not None:
-                self._kept_bytes -= len(old.body)
-            self._kept[key] = answer
-            self._kept_bytes += len(answer.body)
-            while len(self._kept) > self.size or self._kept_bytes > self.max_bytes:
-                self._kept_bytes -= len(self._kept.popitem(last=False)[1].body)

@@ -42,10 +42,10 @@ import os
 import pickle
 import re
 import shutil
+import sys
 import threading
 import time
 import zlib
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -65,6 +65,7 @@ from whoosh.writing import LockError, PostingPool
 
 from .chaptermarks import chapters_with_all, chapters_with_any, marks_of_words
 from .fsutil import atomic_write_text, fsync_dir
+from .lru import SizedLRU
 from .postings import EMPTY_IDS, EMPTY_WEIGHTS, ReaderTables
 from .textfold import CJK_CHAR, WORD, clean, fold, fold_mapped, iter_folded_tokens
 
@@ -100,7 +101,8 @@ PHRASE_SCAN_CHARS = 40_000  # of a chapter, looked through for a quoted phrase's
 # the whole chapter, each only when what was read cannot decide.
 SNIPPET_FIRST_BYTES = 16 * 1024
 SNIPPET_HEAD_BYTES = 96 * 1024
-SNIPPET_CACHE = 2000  # snippets kept for books shown again for the same words
+SNIPPET_CACHE_BYTES = 512 * 1024  # of snippets kept for books shown again for the same words
+SNIPPET_KEY_BYTES = 400  # about what a snippet's key and entry take besides its text
 STORED_CACHE_BYTES = 2 * 1024 * 1024  # of books' stored fields (description, chapter marks) kept read
 DESCRIPTION_CHARS = 2_000
 WRITE_TIMEOUT = 120.0  # seconds to wait for another writer before giving up
@@ -612,11 +614,10 @@ class SearchIndex:
         self._tables_key: object = None
         # (book id, words, named) -> the hit's chapter position and title (or None) and snippet; emptied
         # whenever the index changes, since a change may be a new version of a book.
-        self._snippets: OrderedDict[tuple[int, frozenset[str], bool], tuple[int | None, str | None, str]] = OrderedDict()
+        self._snippets: SizedLRU[tuple[int | None, str | None, str]] = SizedLRU(SNIPPET_CACHE_BYTES)
         # Document number -> (its stored fields, their size), for the searcher in use: reading and
         # unpickling them was a quarter of a first search's snippets.
-        self._stored: OrderedDict[int, tuple[dict, int]] = OrderedDict()
-        self._stored_bytes = 0
+        self._stored: SizedLRU[dict] = SizedLRU(STORED_CACHE_BYTES)
 
     # -- generations ------------------------------------------------------------------------------
 
@@ -669,7 +670,6 @@ class SearchIndex:
         self._tables_key = None
         self._snippets.clear()
         self._stored.clear()
-        self._stored_bytes = 0
 
     def _get_searcher(self):
         """The shared searcher, reopened when the generation changed, refreshed after commits."""
@@ -788,12 +788,10 @@ class SearchIndex:
     def _cached_snippet(self, searcher, docnum: int, book_id: int, words: frozenset[str],
                         phrases: tuple[tuple[str, ...], ...], named: bool) -> tuple[int | None, str | None, str]:
         key = (book_id, words, phrases, named)
-        if key in self._snippets:
-            self._snippets.move_to_end(key)
-            return self._snippets[key]
-        found = self._snippets[key] = self._snippet(searcher, docnum, book_id, words, phrases, named)
-        if len(self._snippets) > SNIPPET_CACHE:
-            self._snippets.popitem(last=False)
+        found = self._snippets.get(key)
+        if found is None:
+            found = self._snippet(searcher, docnum, book_id, words, phrases, named)
+            self._snippets.put(key, found, sys.getsizeof(found[2]) + SNIPPET_KEY_BYTES)
         return found
 
     def _snippet(self, searcher, docnum: int, book_id: int, words: frozenset[str],
@@ -827,16 +825,11 @@ class SearchIndex:
         return found
 
     def _stored_fields(self, searcher, docnum: int) -> dict:
-        if docnum in self._stored:
-            self._stored.move_to_end(docnum)
-            return self._stored[docnum][0]
-        stored = searcher.stored_fields(docnum)
-        size = len(stored.get("blurb") or "") + sum(len(bits) + 64 for _, bits in stored.get("marks") or ())
-        self._stored[docnum] = (stored, size)
-        self._stored_bytes += size
-        while self._stored_bytes > STORED_CACHE_BYTES and len(self._stored) > 1:
-            _, (_, dropped) = self._stored.popitem(last=False)
-            self._stored_bytes -= dropped
+        stored = self._stored.get(docnum)
+        if stored is None:
+            stored = searcher.stored_fields(docnum)
+            size = len(stored.get("blurb") or "") + sum(len(bits) + 64 for _, bits in stored.get("marks") or ())
+            self._stored.put(docnum, stored, size)
         return stored
 
     def _chapter_hit(self, book_id: int, words: frozenset[str], chapters: int, positions: list[int] | None,

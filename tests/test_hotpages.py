@@ -132,7 +132,7 @@ def test_kept_bodies_stay_under_their_bytes_and_the_query_string_is_part_of_the_
     assert calls == ["n=200", "n=201", "n=202"]  # 603 bytes kept
     client.get("/s?n=203")
     client.get("/s?n=204")  # 1,010 bytes: the oldest (n=200) makes way
-    assert kept._kept_bytes <= 1000 and len(kept._kept) == 4
+    assert kept._kept.bytes <= 1000 and len(kept._kept) == 4
     client.get("/s?n=200")
     assert calls[-1] == "n=200"
     client.get("/s?n=300")
