@@ -11,6 +11,7 @@ from flask import Flask, g
 from . import db as dbmod
 from .blobs import BlobStore
 from .fsutil import atomic_write_text
+from .lru import SizedLRU
 from .search import SearchIndex
 from .settings import Settings
 
@@ -18,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 REQUEST_CACHE_KB = 512
+RENDERED_CHAPTERS_BYTES = 2 * 1024 * 1024  # chapters kept sanitized and cut into pages (views.reader)
 
 
 class LibraryState:
@@ -31,6 +33,7 @@ class LibraryState:
         # Snippets read chapter texts over the same per-thread connection as the request.
         self.index = SearchIndex(settings.index_dir, chapter_loader=chapter_loader(lambda: self.open_db().conn))
         self.index_lock = threading.Lock()
+        self.rendered_chapters = SizedLRU(RENDERED_CHAPTERS_BYTES)
         self.index_state = "unknown"  # unknown | current | rebuilding | failed
         self.stats = None  # appliance.stats.Recorder, set by create_app
         self._local = threading.local()

@@ -88,6 +88,33 @@ def test_long_chapter_has_pages(client, book):
     assert "Đoạn số 299" in last and "Đoạn số 299" not in first
 
 
+def test_a_chapter_is_rendered_once_for_all_its_readers_and_again_when_its_links_change(client, book, monkeypatch):
+    from appliance import db as dbmod
+    from appliance.catalog import update_book
+    from appliance.views import reader
+
+    reads = []
+    read_member = reader.read_member
+    monkeypatch.setattr(reader, "read_member", lambda path, href: reads.append(href) or read_member(path, href))
+    first = client.get("/books/1/read/1").text
+    assert client.get("/books/1/read/1").text == first
+    client.set_cookie("rp", "31")  # another reader, larger dark text: the same chapter
+    again = client.get("/books/1/read/1?page=2").text
+    assert "Đoạn số" in again and "font-size:135%" in again
+    assert len(reads) == 1
+    # Under another address prefix, the chapter's links to pictures and chapters are made afresh.
+    hostile = client.get("/books/1/read/2").text
+    prefixed = client.get("/books/1/read/2", base_url="http://localhost/box/").text
+    assert 'href="/books/1/read/0#b-top"' in hostile and 'src="/books/1/file/OEBPS/images/pic.png"' in hostile
+    assert 'href="/box/books/1/read/0#b-top"' in prefixed and 'src="/box/books/1/file/OEBPS/images/pic.png"' in prefixed
+    assert len(reads) == 3
+    db = dbmod.connect(book.db_path)
+    update_book(db, 1, language="ja")  # the language decides whether a chapter may be set vertically
+    db.close()
+    client.get("/books/1/read/1")
+    assert len(reads) > 3
+
+
 def test_right_to_left_books(client, book):
     html = client.get("/books/2/read/0").get_data(as_text=True)
     assert 'dir="rtl"' in html and 'lang="ar"' in html

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import mimetypes
 import posixpath
+import sys
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, abort, make_response, redirect, render_template, request, url_for
@@ -73,6 +74,19 @@ def render_chapter(book: dict, position: int) -> tuple[list[str], bool]:
     chapter = next((c for c in book["chapters"] if c["position"] == position), None)
     if chapter is None:
         abort(404)
+    state = library_state()
+    limit = state.settings.max_chapter_kb * 1024
+    # Kept for the next reader of the same chapter (a class reading one book together), under the
+    # book file's hash: a new version renders afresh.
+    key = (book["id"], book["sha256"], book.get("language"), position, request.script_root, limit)
+    rendered = state.rendered_chapters.get(key)
+    if rendered is None:
+        rendered = _render(book, chapter, limit)
+        state.rendered_chapters.put(key, rendered, sum(sys.getsizeof(page) for page in rendered[0]))
+    return rendered
+
+
+def _render(book: dict, chapter: dict, limit: int) -> tuple[list[str], bool]:
     raw = read_member(_epub(book), chapter["href"])
     positions = _chapter_positions(book)
     book_id = book["id"]
@@ -86,7 +100,6 @@ def render_chapter(book: dict, position: int) -> tuple[list[str], bool]:
 
     body = bookhtml.clean_chapter(bookhtml.chapter_body(raw), base_href=chapter["href"], picture_url=picture_url,
                                   chapter_url=chapter_url)
-    limit = library_state().settings.max_chapter_kb * 1024
     return bookhtml.split_pages(body, limit), is_vertical(book, raw, chapter["href"])
 
 
