@@ -341,7 +341,7 @@ end
 """
 
 
-def new_searches_script(server: "Server", queries: list[tuple[str, str, dict]], out: Path) -> Path:
+def new_searches_script(server: Server, queries: list[tuple[str, str, dict]], out: Path) -> Path:
     """wrk's script for "new searches": the report plus requests made of ``queries`` in turn."""
     paths = ", ".join(json.dumps(server.search_path(query)) for _, query, _ in queries)
     out.write_text(NEW_SEARCHES_SCRIPT % paths + WRK_SCRIPT)
@@ -500,6 +500,10 @@ def main() -> None:
         try:
             server.set_paths(book, query)
             check(server)
+            # Asked first, one at a time: each is a search for new words, as a reader makes it (after
+            # the load, what the load's searches left in memory would answer them).
+            times: list[float] = []
+            quality_found = search_quality(server, quality, times)
             results: dict = {}
             searches = new_searches_script(server, quality, args.work / f"new-searches-{server.name}.lua")
             for page in PAGES:
@@ -507,10 +511,9 @@ def main() -> None:
                 results[page] = {c: (run_wrk(server.base + path, c, args.duration,
                                              searches if page == "new searches" else script) if path else None)
                                  for c in clients}
-            times: list[float] = []
             report["servers"][server.name] = {"cold_start_s": round(server.cold_start_s, 2),
                                               "home_bytes": home_bytes(server),
-                                              "search_quality": search_quality(server, quality, times),
+                                              "search_quality": quality_found,
                                               "quality_search_ms": latency_ms(times),
                                               "prepare_s": round(server.prepare_s, 1),
                                               "after_load": proc_stats(server.proc.pid), "pages": results}
