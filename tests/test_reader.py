@@ -133,10 +133,17 @@ def test_preferences_and_last_place_live_in_cookies(client, book):
     assert client.get("/reader/settings?back=https://evil.example/").headers["Location"] == "/"
 
 
-def test_book_page_has_actions_qr_and_chapters(client, book):
+def test_book_page_has_actions_qr_and_chapters(client, book, settings, make_epub):
     html = client.get("/books/1").get_data(as_text=True)
     for text in ("Read now", "Download EPUB", "Download for offline reading", "<svg", "Chương dài"):
         assert text in html
+    import_files(settings, [make_epub(title="Ba chương", chapters=[("<i>Lạ</i> & \"mở\"", ["Một."]), ("", ["Hai."]),
+                                                                      ("Cuối", ["Ba."])])])
+    for path in ("/books/3", "/books/3/contents"):
+        toc = re.search(r'<ol class="toc"[^>]*>(.*?)</ol>', client.get(path).text).group(1)
+        assert re.findall(r'<li><a href="([^"]+)">(.*?)</a></li>', toc) == [
+            ("/books/3/read/0", "&lt;i&gt;Lạ&lt;/i&gt; &amp; &#34;mở&#34;"), ("/books/3/read/1", "Chapter 2"),
+            ("/books/3/read/2", "Cuối")], path
 
 
 def test_offline_file_is_self_contained(client, book):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import urllib.parse
 
 from flask import Blueprint, Response, abort, render_template, request, send_file, url_for
+from flask_babel import gettext
+from markupsafe import Markup, escape
 
 from .. import catalog, stats
 from ..app import get_db, library_state
@@ -21,6 +23,16 @@ def visible_book(book_id: int) -> dict:
     if book is None:
         abort(404)
     return book
+
+
+@bp.app_template_global("chapter_items")
+def chapter_items(book: dict) -> Markup:
+    """The ``<li>`` links of a book's chapters, for its page and its contents: one url_for and one
+    string for the whole list (in the template's loop, the list was most of a long book's page)."""
+    link = escape(url_for("reader.chapter", book_id=book["id"], position=0)[:-1])
+    return Markup("".join(
+        f'<li><a href="{link}{int(c["position"])}">{escape(c["title"] or gettext("Chapter %(n)d", n=n))}</a></li>'
+        for n, c in enumerate(book["chapters"], 1)))
 
 
 def ascii_file_name(title: str, fallback: str, suffix: str) -> str:
