@@ -15,13 +15,14 @@ chapter, one per book listing its chapters, full-text index on).
 Load: ``wrk`` with 20 and 50 connections against each page a phone asks for (home, search, book,
 chapter, OPDS root, cover, download), ``--duration`` seconds each, on 127.0.0.1. "search" asks the
 same words again and again (a class told what to look for; the box keeps such pages a few seconds);
-"new searches" makes every request a search nobody made before: the search-quality queries in turn,
-each with a parameter no server reads and that differs each time, so no server can answer from
-what it keeps. Reported per
-server: requests/s, latency p50/p95/p99, errors (socket errors and HTTP status >= 400), and, after
-all the load, the server's RSS and CPU seconds. Cold start is process start to the first answered
-request; RSS is read right after the load and again IDLE_SECONDS later. A page a server does not
-have is "n/a". Nothing here runs in CI.
+"new searches", run last, makes every request a result page nobody asked for before: the
+search-quality queries in turn, each with a parameter no server reads and that differs each time,
+so no server answers from a kept page (what a server keeps about the words themselves, such as the
+box's snippets, still serves when the same words come round again). Reported per server:
+requests/s, latency p50/p95/p99, errors (socket errors and HTTP status >= 400), and, after all the
+load, the server's RSS and CPU seconds. Cold start is process start to the first answered request;
+RSS is read after the seven pages, after the new searches and again IDLE_SECONDS later. A page a
+server does not have is "n/a". Nothing here runs in CI.
 """
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ from bench_core import free_port, latency_ms, proc_memory  # noqa: E402
 from boxenv import DEFAULT, box_python  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
-PAGES = ("home", "search", "new searches", "book", "chapter", "opds", "cover", "download")
+# The seven pages the targets speak of, then "new searches" (RSS is read before and after it).
+PAGES = ("home", "search", "book", "chapter", "opds", "cover", "download", "new searches")
 # After the load, RSS is read again this much later, the servers idle (the box hands freed memory
 # back every 10 s; the others are given the same wait).
 IDLE_SECONDS = 15
@@ -507,6 +509,8 @@ def main() -> None:
             results: dict = {}
             searches = new_searches_script(server, quality, args.work / f"new-searches-{server.name}.lua")
             for page in PAGES:
+                if page == "new searches":
+                    after_pages = proc_stats(server.proc.pid)
                 path = server.paths.get("search" if page == "new searches" else page)
                 results[page] = {c: (run_wrk(server.base + path, c, args.duration,
                                              searches if page == "new searches" else script) if path else None)
@@ -516,6 +520,7 @@ def main() -> None:
                                               "search_quality": quality_found,
                                               "quality_search_ms": latency_ms(times),
                                               "prepare_s": round(server.prepare_s, 1),
+                                              "after_pages": after_pages,
                                               "after_load": proc_stats(server.proc.pid), "pages": results}
             time.sleep(IDLE_SECONDS)
             report["servers"][server.name]["after_idle"] = proc_stats(server.proc.pid)
@@ -550,14 +555,14 @@ def print_tables(report: dict, clients: list[int]) -> None:
     if all("quality_search_ms" in report["servers"][n] for n in names):
         print("| these searches one at a time: p50 / p95 / max ms | " + " | ".join(
             "{p50:.0f} / {p95:.0f} / {max:.0f}".format(**report["servers"][n]["quality_search_ms"]) for n in names) + " |")
-    print(f"\n| server | cold start | preparing the books | RSS right after load / {IDLE_SECONDS} s later (peak) "
-          "| CPU s | home page + CSS/JS |")
+    print(f"\n| server | cold start | preparing the books | RSS after the seven pages / after the new searches / "
+          f"{IDLE_SECONDS} s later (peak) | CPU s | home page + CSS/JS |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, s in report["servers"].items():
-        a, idle = s["after_load"], s.get("after_idle", {})
-        print(f"| {name} | {s['cold_start_s']} s | {s['prepare_s']} s | {a.get('VmRSS', 0):.0f} / "
-              f"{idle.get('VmRSS', 0):.0f} MB (peak {a.get('VmHWM', 0):.0f}) | {a['cpu_s']:.0f} "
-              f"| {s['home_bytes'] / 1024:.1f} KB |")
+        a, idle, pages = s["after_load"], s.get("after_idle", {}), s.get("after_pages", {})
+        print(f"| {name} | {s['cold_start_s']} s | {s['prepare_s']} s | {pages.get('VmRSS', 0):.0f} / "
+              f"{a.get('VmRSS', 0):.0f} / {idle.get('VmRSS', 0):.0f} MB (peak {a.get('VmHWM', 0):.0f}) "
+              f"| {a['cpu_s']:.0f} | {s['home_bytes'] / 1024:.1f} KB |")
 
 
 if __name__ == "__main__":
