@@ -159,6 +159,7 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
 
     app.context_processor(template_context)
 
+    from . import i18n
     from .hotpages import HotPages, Kept
     from .views.home import HOME_SECONDS
     from .views.opds import ROOT_SECONDS
@@ -166,6 +167,7 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
 
     app.wsgi_app = HotPages(app.wsgi_app, {"/": HOME_SECONDS, "/opds": ROOT_SECONDS, "/opds/": ROOT_SECONDS,
                                            "/opds/v2": ROOT_SECONDS,
-                                           "/search": Kept(SEARCH_SECONDS, with_query=True, state=state.index.stamp)},
+                                           "/search": Kept(SEARCH_SECONDS, with_query=True, state=state.index.stamp,
+                                                           cookies=(i18n.COOKIE,))},
                             lambda: dbmod.page_state(state.open_db()))
     return app

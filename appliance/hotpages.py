@@ -10,8 +10,9 @@ change counter and the welcome text, read in one small query). Anything that cha
 a key change (most read this month, vans nearby) is at most ``seconds`` old.
 
 Search pages are kept the same way, with their query string in the key and the search index's
-state beside the catalog's: a class of phones asking for the same words at once is answered by one
-search. What a page must still do for every reader (counting a search in the statistics) it leaves
+state beside the catalog's, and of the cookies only the interface language (each reader's "continue
+reading" place differs and does not change the page): a class of phones asking for the same words
+at once is answered by one search. What a page must still do for every reader (counting a search in the statistics) it leaves
 in ``environ[ON_REPLAY]``, which is called each time its kept answer is given again.
 
 A kept answer is replayed as it was, with its security headers; a matching If-None-Match gets
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
-from werkzeug.http import parse_etags, unquote_etag
+from werkzeug.http import parse_cookie, parse_etags, unquote_etag
 
 from .lru import SizedLRU
 
@@ -44,6 +45,8 @@ class Kept:
     seconds: float
     with_query: bool = False  # the query string is part of the key (else requests with one are not kept)
     state: Callable[[], Hashable] | None = None  # what else the page depends on
+    # The cookies the page depends on; None: the whole Cookie header is part of the key.
+    cookies: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -73,7 +76,7 @@ class HotPages:
             return self.app(environ, start_response)
         try:
             key = (path, query, environ.get("SCRIPT_NAME", ""), environ.get("wsgi.url_scheme"),
-                   environ.get("HTTP_HOST"), environ.get("HTTP_COOKIE"), environ.get("HTTP_ACCEPT_LANGUAGE"),
+                   environ.get("HTTP_HOST"), _cookies(environ, how.cookies), environ.get("HTTP_ACCEPT_LANGUAGE"),
                    self.state(), how.state() if how.state is not None else None)
         except Exception:  # the catalog cannot be read: let the app answer (and report) it
             return self.app(environ, start_response)
@@ -131,3 +134,10 @@ class HotPages:
             self._kept.put(key, _Answer(now, status, headers, body, etag, environ.get(ON_REPLAY)), len(body))
         return self._replay(environ, start_response, status, headers, body, etag)
 
+
+def _cookies(environ: dict, names: tuple[str, ...] | None) -> Hashable:
+    header = environ.get("HTTP_COOKIE")
+    if names is None:
+        return header
+    cookies = parse_cookie(header) if header else {}
+    return tuple(cookies.get(name) for name in names)

@@ -99,6 +99,26 @@ def test_a_search_asked_again_is_answered_once_and_counted_each_time(app, settin
     assert counted == {"song da": 5, "song": 1}
 
 
+def test_readers_in_other_places_of_their_books_share_a_search_page_but_not_across_languages(app, settings, make_epub,
+                                                                                             monkeypatch):
+    import_files(settings, [make_epub(title="Sông Đà")])
+    index = app.extensions["library"].index
+    searches = []
+    real_search = index.search
+    monkeypatch.setattr(index, "search", lambda *a, **k: searches.append(a) or real_search(*a, **k))
+    pages = []
+    for last in ("1.0.1", "1.2.1", None):
+        reader = app.test_client()
+        if last:
+            reader.set_cookie("last", last)
+        pages.append(reader.get("/search?q=song").text)
+    assert len(searches) == 1 and pages[0] == pages[1] == pages[2]
+    reader = app.test_client()
+    reader.set_cookie("lang", "vi")
+    reader.set_cookie("last", "1.0.1")
+    assert 'lang="vi"' in reader.get("/search?q=song").text and len(searches) == 2
+
+
 def test_a_kept_search_page_follows_the_index_at_once(settings, make_epub, client):
     from appliance.search import SearchIndex
 
