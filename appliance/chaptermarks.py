@@ -14,7 +14,7 @@ its CRC-32).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from .textfold import fold, iter_folded_tokens
 
@@ -53,10 +53,9 @@ def marks_of_words(chapters: Iterable[tuple[int, Iterable[str]]]) -> tuple[tuple
     return tuple((int(position), _bits_for(set(words))) for position, words in chapters)
 
 
-def _chapters_with(marks: Iterable[tuple[int, bytes]], words: Iterable[str], need) -> list[int]:
+def _chapters_with(marks: Iterable[tuple[int, bytes]], words: Iterable[str], need) -> Iterator[int]:
     hashes = [zlib.crc32(w.encode("utf-8")) for w in words]
     probes: dict[int, list[tuple[tuple[int, int], ...]]] = {}  # per bit-set size: (byte, mask) per bit, per word
-    out = []
     for position, bits in marks:
         if not bits:
             continue
@@ -64,15 +63,16 @@ def _chapters_with(marks: Iterable[tuple[int, bytes]], words: Iterable[str], nee
         if size not in probes:
             probes[size] = [tuple((n >> 3, 1 << (n & 7)) for n in _bit_numbers(h, size * 8)) for h in hashes]
         if need(all(bits[i] & mask for i, mask in word) for word in probes[size]):
-            out.append(position)
-    return out
+            yield position
 
 
-def chapters_with_any(marks: Iterable[tuple[int, bytes]], words: Iterable[str]) -> list[int]:
-    """Positions of the chapters that may hold at least one of the folded ``words``, in order."""
+def chapters_with_any(marks: Iterable[tuple[int, bytes]], words: Iterable[str]) -> Iterator[int]:
+    """Positions of the chapters that may hold at least one of the folded ``words``, in order, as
+    they are found (a snippet usually needs only the first)."""
     return _chapters_with(marks, words, any)
 
 
-def chapters_with_all(marks: Iterable[tuple[int, bytes]], words: Iterable[str]) -> list[int]:
-    """Positions of the chapters that may hold every one of the folded ``words``, in order."""
+def chapters_with_all(marks: Iterable[tuple[int, bytes]], words: Iterable[str]) -> Iterator[int]:
+    """Positions of the chapters that may hold every one of the folded ``words``, in order, as they
+    are found."""
     return _chapters_with(marks, words, all)

@@ -89,6 +89,7 @@ GAP = 100  # position gap at a separator
 BOOST_FIELDS = (("title", 6.0), ("authors", 5.0), ("subject_words", 2.5))
 MAX_SNIPPET_CHAPTERS = 40  # chapters of one book read to find the words, at most
 NAMED_SNIPPET_CHAPTERS = 3  # the same for a book whose title, authors or subjects hold the words
+SNIPPET_BATCH = 4  # chapters the marks point to, read from the catalog in one query
 
 MAX_QUERY_CHARS = 500
 MAX_QUERY_CLAUSES = 12
@@ -813,13 +814,12 @@ class SearchIndex:
         if marks is None:
             found = self._chapter_hit(book_id, words, chapters, None, phrases)
         else:
-            candidates = chapters_with_any(marks, words)[:chapters]
-            holding = chapters_with_all(marks, phrases[0])[:chapters] if phrases else []
+            holding = list(itertools.islice(chapters_with_all(marks, phrases[0]), chapters)) if phrases else []
             if holding:
                 found = self._chapter_hit(book_id, words, chapters, holding, phrases)
             if found is None:
-                found = self._chapter_hit(book_id, words, chapters, [p for p in candidates if p not in holding],
-                                          phrases)
+                found = self._chapter_hit(book_id, words, chapters,
+                                          (p for p in chapters_with_any(marks, words) if p not in holding), phrases)
         if found is None:
             return None, None, described if named else make_snippet(blurb, words)
         return found
@@ -832,18 +832,15 @@ class SearchIndex:
             self._stored.put(docnum, stored, size)
         return stored
 
-    def _chapter_hit(self, book_id: int, words: frozenset[str], chapters: int, positions: list[int] | None,
+    def _chapter_hit(self, book_id: int, words: frozenset[str], chapters: int, positions: Iterable[int] | None,
                      phrases: tuple[tuple[str, ...], ...] = ()) -> tuple[int, str, str] | None:
         """(position, title, snippet) of the first chapter where the words are, read from the
-        catalog: of the chapters at ``positions`` (those the marks say may hold them), or of the
-        first ``chapters`` when there are no marks."""
-        if self.chapter_loader is None or positions == []:
+        catalog: of the first ``chapters`` at ``positions`` (those the marks say may hold them, taken
+        SNIPPET_BATCH at a time as they are found), or of the first ``chapters`` when there are no marks."""
+        if self.chapter_loader is None:
             return None
         try:
-            for n, (position, title, text, complete) in enumerate(self.chapter_loader(book_id, positions,
-                                                                                      SNIPPET_FIRST_BYTES)):
-                if n >= chapters:
-                    break
+            for position, title, text, complete in self._chapters_read(book_id, chapters, positions):
                 snippet = make_snippet(text or "", words, phrases=phrases, complete=complete)
                 for head in (SNIPPET_HEAD_BYTES, None):  # more of the chapter while what was read cannot decide
                     if snippet is not None:
@@ -858,6 +855,14 @@ class SearchIndex:
         except Exception:
             logger.warning("could not read the chapters of book %s for a snippet", book_id, exc_info=True)
         return None
+
+    def _chapters_read(self, book_id: int, chapters: int, positions: Iterable[int] | None):
+        if positions is None:
+            yield from itertools.islice(self.chapter_loader(book_id, None, SNIPPET_FIRST_BYTES), chapters)
+            return
+        wanted = itertools.islice(positions, chapters)
+        while batch := list(itertools.islice(wanted, SNIPPET_BATCH)):
+            yield from self.chapter_loader(book_id, batch, SNIPPET_FIRST_BYTES)
 
     def book_ids(self) -> set[int]:
         """Ids of the books in the index (empty when there is no usable index)."""
