@@ -1,5 +1,5 @@
 """A map of the most recently used values, bounded by their total size: what the box keeps in memory
-to answer again (whole pages, rendered chapters, a searcher's stored fields) must fit beside
+to answer again (whole pages, rendered chapters, postings, a searcher's stored fields) must fit beside
 everything else in 1 GB of RAM.
 """
 from __future__ import annotations

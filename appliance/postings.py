@@ -17,10 +17,11 @@ title, authors and subjects times that field's boost.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
+
+from .lru import SizedLRU
 
 K1 = 1.2
 B = 0.75
@@ -66,8 +67,7 @@ class ReaderTables:
             self.lengths[name] = lengths
             live_lengths = lengths[self.live]
             self.average_length[name] = float(live_lengths.mean()) if live_lengths.size else 1.0
-        self._cache: OrderedDict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._cache_bytes = 0
+        self._cache: SizedLRU[tuple[np.ndarray, np.ndarray]] = SizedLRU(CACHE_BYTES)
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -114,9 +114,10 @@ class ReaderTables:
     def postings(self, field: str, term: str, *, cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(document numbers, weights) of the live documents with ``term`` in ``field``."""
         key = (field, term)
-        if cache and key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        if cache:
+            kept = self._cache.get(key)
+            if kept is not None:
+                return kept
         parts_ids, parts_weights = [], []
         for leaf, offset in self.leaves:
             ids, weights = self._read_leaf(leaf, field, term)
@@ -131,18 +132,8 @@ class ReaderTables:
             keep = self.live[ids]
             found = (ids, weights) if keep.all() else (ids[keep], weights[keep])
         if cache:
-            self._remember(key, found)
+            self._cache.put(key, found, found[0].nbytes + found[1].nbytes)
         return found
-
-    def _remember(self, key: tuple[str, str], value: tuple[np.ndarray, np.ndarray]) -> None:
-        size = value[0].nbytes + value[1].nbytes
-        if size > CACHE_BYTES // 4:
-            return
-        self._cache[key] = value
-        self._cache_bytes += size
-        while self._cache_bytes > CACHE_BYTES:
-            _, (ids, weights) = self._cache.popitem(last=False)
-            self._cache_bytes -= ids.nbytes + weights.nbytes
 
     def mask(self, field: str, term: str) -> np.ndarray:
         """True for the live documents having ``term`` in ``field``."""
