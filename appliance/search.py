@@ -613,11 +613,11 @@ class SearchIndex:
         self._pointer_stamp: tuple[int, int] | None = None
         self._tables: ReaderTables | None = None
         self._tables_key: object = None
-        # (book id, words, named) -> the hit's chapter position and title (or None) and snippet; emptied
-        # whenever the index changes, since a change may be a new version of a book.
+        # (book id, words, phrases, named) -> the hit's chapter position and title (or None) and snippet;
+        # emptied whenever the index changes, since a change may be a new version of a book.
         self._snippets: SizedLRU[tuple[int | None, str | None, str]] = SizedLRU(SNIPPET_CACHE_BYTES)
-        # Document number -> (its stored fields, their size), for the searcher in use: reading and
-        # unpickling them was a quarter of a first search's snippets.
+        # Document number -> its stored fields, for the searcher in use: reading and unpickling them
+        # was a quarter of a first search's snippets.
         self._stored: SizedLRU[dict] = SizedLRU(STORED_CACHE_BYTES)
 
     # -- generations ------------------------------------------------------------------------------
