@@ -26,3 +26,14 @@ def phone_page(**context_options) -> Iterator:
             yield context.new_page()
         finally:
             browser.close()
+
+
+def follow(page, target) -> None:
+    """Click a link or submit button (a selector or a locator) and wait until the page it leads to
+    has loaded: a bare click may return while the next page is still arriving, and what is read from
+    the page then belongs to neither page."""
+    with page.expect_navigation(wait_until="load"):
+        if isinstance(target, str):
+            page.click(target)
+        else:
+            target.click()

@@ -6,7 +6,7 @@ import pytest
 from appliance import auth
 from appliance.demo import make_cover_png
 from tests.admin_support import PASSWORD, catalog_db
-from tests.browser import phone_page
+from tests.browser import follow, phone_page
 from tests.conftest import import_files
 
 pytestmark = pytest.mark.browser
@@ -27,24 +27,24 @@ def test_setup_upload_edit_cover_hide_remove(live_server, settings, make_epub, t
         page.fill("#username", "mai")
         page.fill("#password", PASSWORD)
         page.fill("#password2", PASSWORD)
-        page.click("form.stack button[type=submit]")
+        follow(page, "form.stack button[type=submit]")
         assert page.url.rstrip("/").endswith("/admin")
         page.screenshot(path="/tmp/admin-dashboard.png")
 
         page.goto(base + "/admin/upload")
         page.set_input_files("#files", str(epub))
-        page.click("form.stack button[type=submit]")
+        follow(page, "form.stack button[type=submit]")
         assert "added to the catalog" in page.content()
         page.screenshot(path="/tmp/admin-upload.png", full_page=True)
 
         page.goto(base + "/admin/books")
-        page.click("text=Sổ tay trồng lúa")
+        follow(page, "text=Sổ tay trồng lúa")
         page.fill("#title", "Sổ tay trồng lúa nước")
         page.fill("#subjects", "Nông nghiệp")
-        page.click("text=Save")
+        follow(page, "text=Save")
         assert "Saved" in page.content()
         page.set_input_files("#cover", str(cover))
-        page.click("text=Use this cover")
+        follow(page, "text=Use this cover")
         assert "new cover is saved" in page.content()
         page.screenshot(path="/tmp/admin-edit.png", full_page=True)
         edit_url = page.url
@@ -55,12 +55,12 @@ def test_setup_upload_edit_cover_hide_remove(live_server, settings, make_epub, t
         cover_bytes = page.request.get(f"{base}/books/{book_id}/cover").body()
         assert cover_bytes[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xdb", b"\xff\xd8\xff\xe1")
 
-        page.click("text=Hide from readers")
+        follow(page, "text=Hide from readers")
         assert "hidden from readers" in page.content()
         assert page.request.get(f"{base}/books/{book_id}").status == 404
 
-        page.click("text=Remove this book…")
-        page.click("text=Remove the book")
+        follow(page, "text=Remove this book…")
+        follow(page, "text=Remove the book")
         assert "removed from the catalog" in page.content()
         assert page.request.get(f"{base}/admin/books/{book_id}").status == 404
 
@@ -81,7 +81,7 @@ def test_book_html_cannot_run_script_in_the_admin_session(live_server, settings,
         page.goto(live_server.url + "/admin/login")
         page.fill("#username", "mai")
         page.fill("#password", PASSWORD)
-        page.click("form.stack button[type=submit]")
+        follow(page, "form.stack button[type=submit]")
         assert page.url.rstrip("/").endswith("/admin")
         for path in ("/admin/books", "/admin/books/1", "/admin/", "/books/1", "/search?q=truyen"):
             answer = page.goto(live_server.url + path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import phone_page
+from tests.browser import follow, phone_page
 from tests.conftest import import_files
 from tests.test_reader import HOSTILE
 
@@ -56,8 +56,8 @@ def test_font_size_and_dark_mode_with_javascript_off(live_server, library):
     with phone_page(java_script_enabled=False) as page:
         page.goto(live_server.url + "/books/1/read/0")
         before = page.evaluate("getComputedStyle(document.querySelector('article p')).fontSize")
-        page.click("text=A+")
-        page.click("text=Dark")
+        follow(page, "text=A+")
+        follow(page, "text=Dark")
         after = page.evaluate("getComputedStyle(document.querySelector('article p')).fontSize")
         background = page.evaluate("getComputedStyle(document.body).backgroundColor")
         assert float(after.rstrip("px")) > float(before.rstrip("px"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import phone_page
+from tests.browser import follow, phone_page
 from tests.conftest import import_files
 
 pytestmark = pytest.mark.browser
@@ -36,16 +36,16 @@ def test_search_read_two_chapters_and_continue(live_server, library, locale, jav
         # A Vietnamese book's title and author read left to right in an Arabic interface too.
         for part in (".card .t", ".card .a"):
             assert page.eval_on_selector(part, "e => getComputedStyle(e).direction") == "ltr", part
-        page.click("text=Đường về bản")
+        follow(page, "text=Đường về bản")
         page.screenshot(path=str(ARTIFACTS / f"{tag}-2-book.png"))
-        page.click("a[href$='/read']")
+        follow(page, "a[href$='/read']")
         assert "Tiếng khèn vọng lại" in page.inner_text("article")
-        page.click("a[rel=next]")
+        follow(page, "a[rel=next]")
         assert "Mẹ đứng chờ" in page.inner_text("article")
         page.screenshot(path=str(ARTIFACTS / f"{tag}-3-chapter2.png"))
-        page.click("a.brand")
+        follow(page, "a.brand")
         resume = page.locator(".resume a")
         assert resume.count() == 1 and "Đường về bản" in resume.inner_text()
         page.screenshot(path=str(ARTIFACTS / f"{tag}-4-home.png"))
-        resume.click()
+        follow(page, resume)
         assert "Mẹ đứng chờ" in page.inner_text("article")
