@@ -6,9 +6,14 @@ never stops the batch. Re-importing the same file (same hash) is a no-op.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import shutil
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import sqlite_utils
@@ -25,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 EPUB_SUFFIXES = (".epub",)
 BULK_IMPORT_FILES = 1000  # files from which an import as large as the catalog rebuilds the index once
+PARALLEL_FILES = 20  # files from which an importer with several workers reads them in worker processes
 
 
 @dataclass
@@ -92,42 +98,58 @@ def store_record(db: sqlite_utils.Database, blobs: BlobStore, path: Path, record
 
 
 class Importer:
-    def __init__(self, settings: Settings, db: sqlite_utils.Database, index: SearchIndex | None):
+    """Imports EPUB files into the catalog (and the search index, when given one).
+
+    With ``workers`` above 1 (a command's choice: it starts processes), the files of a large
+    import are read by that many worker processes while this one stores what they read, in the
+    files' order."""
+
+    def __init__(self, settings: Settings, db: sqlite_utils.Database, index: SearchIndex | None,
+                 workers: int = 1):
         self.settings = settings
         self.db = db
         self.index = index
         self.blobs = BlobStore(settings.blobs_dir)
+        self.workers = max(1, workers)
 
     def import_file(self, path: Path, report: ImportReport) -> None:
-        name = path.name
+        found = self._examine(path, report)
+        if found is not None:
+            self._store(path, *found, _read(path), report)
+
+    def _examine(self, path: Path, report: ImportReport) -> tuple[str, int] | None:
+        """(sha256, size) of a file not yet in the catalog; None (and the report says why) else."""
         try:
             sha = sha256_file(path)
             size = path.stat().st_size
         except OSError as e:
             report.quarantined.append((str(path), f"cannot read the file: {e.strerror or e}"))
-            return
+            return None
         existing = catalog.book_id_by_sha(self.db, sha)
         if existing is not None:
+            report.duplicates.append((str(path), existing))
+            return None
+        return sha, size
+
+    def _store(self, path: Path, sha: str, size: int, read: BookRecord | str, report: ImportReport) -> None:
+        """Put what was read from ``path`` (its record, or why it is unreadable) in the catalog, or in
+        quarantine."""
+        existing = catalog.book_id_by_sha(self.db, sha)
+        if existing is not None:  # the same file twice in one import
             report.duplicates.append((str(path), existing))
             return
         reserve = self.settings.disk_reserve_mb * 1024 * 1024
         self.settings.home.mkdir(parents=True, exist_ok=True)
         if free_bytes(self.settings.home) - 2 * size < reserve:
             raise DiskFull(
-                f"not enough free disk to import {name}: {self.settings.disk_reserve_mb} MB must stay free"
+                f"not enough free disk to import {path.name}: {self.settings.disk_reserve_mb} MB must stay free"
             )
-        try:
-            record = read_epub(path)
-        except EpubUnreadable as e:
-            self._quarantine(path, sha, str(e), report)
+        if isinstance(read, str):
+            self._quarantine(path, sha, read, report)
             return
-        except Exception as e:  # a parser bug must not stop the batch either
-            logger.exception("unexpected error reading %s", path)
-            self._quarantine(path, sha, f"unexpected error while reading: {type(e).__name__}: {e}", report)
-            return
-        book_id = store_record(self.db, self.blobs, path, record)
+        book_id = store_record(self.db, self.blobs, path, read)
         report.imported.append((str(path), book_id))
-        report.warnings.extend((str(path), w) for w in record.warnings)
+        report.warnings.extend((str(path), w) for w in read.warnings)
 
     def _quarantine(self, path: Path, sha: str, reason: str, report: ImportReport) -> None:
         reason = " ".join(reason.split())[:300] or "unreadable"
@@ -153,9 +175,9 @@ class Importer:
         as large as the catalog (see ``wants_bulk``)."""
         report = ImportReport()
         since_index = 0
-        for path in find_epubs(paths):
-            before = len(report.imported)
-            self.import_file(path, report)
+
+        def done(path: Path, before: int) -> None:
+            nonlocal since_index, index_every
             since_index += len(report.imported) - before
             if progress:
                 progress(path)
@@ -163,11 +185,72 @@ class Importer:
                 self._update_index(catch_up, report)
                 since_index = 0
                 index_every = min(index_every * 2, max(index_every, index_every_max))
+
+        files = list(find_epubs(paths))
+        if self.workers > 1 and len(files) >= PARALLEL_FILES:
+            self._import_in_workers(files, report, done)
+        else:
+            for path in files:
+                before = len(report.imported)
+                self.import_file(path, report)
+                done(path, before)
         if self.index is not None:
             if bulk and report.imported:
                 logger.info("%d books imported; rebuilding the search index", len(report.imported))
-            self._update_index(rebuild if bulk and report.imported else catch_up, report)
+                self._update_index(partial(rebuild, workers=self.workers), report)
+            else:
+                self._update_index(catch_up, report)
         return report
+
+    def _import_in_workers(self, files: list[Path], report: ImportReport,
+                           done: Callable[[Path, int], None]) -> None:
+        """``import_file`` for each file, with the reading (most of the work) done ahead by worker
+        processes, at most ``2 * workers`` files ahead. Files already in the catalog are not read.
+        Should a worker die (killed for memory, or a crash in an image decoder), the files not yet
+        read are read here, one by one, as without workers."""
+        context = multiprocessing.get_context("spawn")
+        pending: deque[tuple[Path, str, int, Future]] = deque()
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as pool:
+            working = True
+
+            def read_ahead(path: Path) -> Future:
+                nonlocal working
+                if working:
+                    try:
+                        return pool.submit(_read, path)
+                    except BrokenProcessPool:
+                        working = False
+                read: Future = Future()
+                read.set_result(_read(path))
+                return read
+
+            try:
+                for path in files:
+                    before = len(report.imported)
+                    found = self._examine(path, report)
+                    if found is None:
+                        done(path, before)
+                        continue
+                    pending.append((path, *found, read_ahead(path)))
+                    while len(pending) > 2 * self.workers:
+                        self._store_read(pending.popleft(), report, done)
+                while pending:
+                    self._store_read(pending.popleft(), report, done)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+
+    def _store_read(self, item: tuple[Path, str, int, Future], report: ImportReport,
+                    done: Callable[[Path, int], None]) -> None:
+        path, sha, size, future = item
+        before = len(report.imported)
+        try:
+            read = future.result()
+        except BrokenProcessPool:
+            logger.warning("an import worker stopped; reading %s in the importing process", path)
+            read = _read(path)
+        self._store(path, sha, size, read, report)
+        done(path, before)
 
     def _update_index(self, how: Callable, report: ImportReport) -> None:
         """``how(db, index)``; when another process keeps the index's writer lock (the server's
@@ -186,6 +269,17 @@ class Importer:
         look in every segment, and at 10,000 books the 30 an import used to leave made searches three
         times slower and the index five times larger."""
         return files >= max(BULK_IMPORT_FILES, catalog.count_books(self.db))
+
+
+def _read(path: Path) -> BookRecord | str:
+    """The record of the EPUB at ``path``, or why it cannot be read (in a worker process, too)."""
+    try:
+        return read_epub(path)
+    except EpubUnreadable as e:
+        return str(e)
+    except Exception as e:  # a parser bug must not stop the batch either
+        logger.exception("unexpected error reading %s", path)
+        return f"unexpected error while reading: {type(e).__name__}: {e}"
 
 
 def _safe_name(name: str) -> str:

@@ -8,15 +8,20 @@ catalog. Neither runs inside a web request.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from functools import partial
+from pathlib import Path
 
 import sqlite_utils
 
 from . import catalog
+from .db import connect
 from .search import IndexDoc, SearchIndex
 
 logger = logging.getLogger(__name__)
 
+PARALLEL_BOOKS = 200  # books from which a rebuild with several workers splits the work
 
 
 def index_doc(db: sqlite_utils.Database, book_id: int) -> IndexDoc | None:
@@ -46,6 +51,38 @@ def all_docs(db: sqlite_utils.Database) -> Iterator[IndexDoc]:
             yield doc
 
 
+def docs_in(db_path: str, book_ids: Sequence[int]) -> Iterator[IndexDoc]:
+    """The books ``book_ids`` (those still there) read from the catalog file ``db_path``: one part
+    of a rebuild, read in the worker process that indexes it."""
+    db = connect(Path(db_path), migrate=False)
+    try:
+        for book_id in book_ids:
+            doc = index_doc(db, book_id)
+            if doc is not None:
+                yield doc
+    finally:
+        db.close()
+
+
+def parts_of(db: sqlite_utils.Database, count: int) -> list[Callable[[], Iterator[IndexDoc]]]:
+    """The catalog's visible books in ``count`` runs of consecutive ids with about as much text
+    each (what indexing a book costs goes with its text), as ``docs_in`` calls."""
+    sizes = db.execute(
+        "SELECT b.id, coalesce(sum(length(c.text_z)), 0) + 1 FROM books b LEFT JOIN chapters c ON c.book_id = b.id "
+        "WHERE b.hidden = 0 GROUP BY b.id ORDER BY b.id"
+    ).fetchall()
+    path = db.execute("PRAGMA database_list").fetchone()[2]
+    total = sum(size for _, size in sizes)
+    parts: list[list[int]] = [[]]
+    done = 0
+    for book_id, size in sizes:
+        if done >= total * len(parts) / count and len(parts) < count:
+            parts.append([])
+        parts[-1].append(book_id)
+        done += size
+    return [partial(docs_in, path, ids) for ids in parts if ids]
+
+
 def catch_up(db: sqlite_utils.Database, index: SearchIndex) -> int:
     """Apply pending index work; returns how many books were touched. Safe to repeat after a crash.
 
@@ -73,10 +110,20 @@ def catch_up(db: sqlite_utils.Database, index: SearchIndex) -> int:
     return len(seqs)
 
 
-def rebuild(db: sqlite_utils.Database, index: SearchIndex) -> int:
-    """Build a fresh index from the whole catalog and switch to it."""
+def rebuild(db: sqlite_utils.Database, index: SearchIndex, workers: int = 1) -> int:
+    """Build a fresh index from the whole catalog and switch to it.
+
+    With ``workers`` above 1 (a command's choice: it starts processes), catalogs of at least
+    ``PARALLEL_BOOKS`` books are indexed in that many parts at once, a segment each."""
     mark = db.execute("SELECT coalesce(max(seq), 0) FROM index_queue").fetchone()[0]
-    count = index.rebuild(all_docs(db))
+    count = None
+    if workers > 1 and catalog.count_books(db) >= PARALLEL_BOOKS:
+        try:
+            count = index.rebuild(parts=parts_of(db, workers))
+        except BrokenProcessPool:  # a worker was killed (for memory?): the old index is still there
+            logger.warning("a search index worker stopped; rebuilding in this process instead")
+    if count is None:
+        count = index.rebuild(all_docs(db))
     with db.atomic():
         db.execute("DELETE FROM index_queue WHERE seq <= ?", [mark])
     logger.info("search index rebuilt with %d books", count)

@@ -180,3 +180,88 @@ def test_an_import_goes_on_when_the_index_is_busy(runner, settings, make_epub, t
     finally:
         index.close()
         db.close()
+
+
+def test_an_import_with_two_jobs_reads_and_indexes_in_worker_processes(runner, settings, make_epub, tmp_path,
+                                                                        monkeypatch):
+    """``--jobs 2``: the files are read by two worker processes and the index is rebuilt in two
+    parts, a segment each; the catalog gets what one process would give it, in the files' order,
+    with the broken file quarantined and a copy of a book seen as one."""
+    from appliance import importer, indexing
+    from appliance.search import SearchIndex
+
+    monkeypatch.setattr(importer, "BULK_IMPORT_FILES", 4)
+    monkeypatch.setattr(importer, "PARALLEL_FILES", 4)
+    monkeypatch.setattr(indexing, "PARALLEL_BOOKS", 4)
+    folder = tmp_path / "usb"
+    words = ["khèn", "nương", "suối", "mây", "chợ", "bếp", "trâu", "ngô", "lúa", "rừng", "thác", "đèo"]
+    for n, word in enumerate(words):
+        make_epub(title=f"Sách {n:02d}", chapters=[("Một", [f"Ở bản có {word} và nhiều thứ khác."] * (n + 1))],
+                  folder=folder, name=f"{n:02d}.epub")
+    (folder / "05a-broken.epub").write_bytes(b"PK\x03\x04 not really a zip")
+    (folder / "99-copy.epub").write_bytes((folder / "03.epub").read_bytes())
+
+    result = runner.invoke(["import", "--jobs", "2", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "Imported: 12" in result.output and "Quarantined: 1" in result.output, result.output
+    assert "Already in the catalog: 1" in result.output and "05a-broken.epub" in result.output
+    db = dbmod.connect(settings.db_path)
+    try:
+        titles = [r[0] for r in db.execute("SELECT title FROM books ORDER BY id")]
+        assert titles == [f"Sách {n:02d}" for n in range(12)]
+        assert db.execute("SELECT count(*) FROM index_queue").fetchone()[0] == 0
+    finally:
+        db.close()
+    index = SearchIndex(settings.index_dir)
+    try:
+        assert index.segment_count() == 2
+        assert [index.search(w).total for w in words] == [1] * 12
+        assert index.search("ban").total == 12
+    finally:
+        index.close()
+
+    result = runner.invoke(["reindex", "--jobs", "2"])
+    assert result.exit_code == 0 and "Indexed 12 books." in result.output
+    result = runner.invoke(["reindex", "--jobs", "1"])
+    assert result.exit_code == 0 and "Indexed 12 books." in result.output
+    index = SearchIndex(settings.index_dir)
+    try:
+        assert index.segment_count() == 1 and index.search("khen").total == 1
+    finally:
+        index.close()
+
+
+def test_an_import_goes_on_when_a_worker_process_dies(settings, make_epub, tmp_path, monkeypatch):
+    """A worker killed mid-import (by the kernel, for memory, say): the files it and the others
+    had not given back are read by the importing process itself; nothing is lost or doubled."""
+    import os
+    import signal
+    from concurrent.futures import ProcessPoolExecutor
+
+    from appliance import importer
+    from appliance.importer import Importer
+
+    class KillsAWorker(ProcessPoolExecutor):
+        submitted = 0
+
+        def submit(self, fn, /, *args, **kwargs):
+            future = super().submit(fn, *args, **kwargs)
+            KillsAWorker.submitted += 1
+            if KillsAWorker.submitted == 3:
+                os.kill(next(iter(self._processes)), signal.SIGKILL)
+            return future
+
+    monkeypatch.setattr(importer, "ProcessPoolExecutor", KillsAWorker)
+    monkeypatch.setattr(importer, "PARALLEL_FILES", 2)
+    folder = tmp_path / "usb"
+    for n in range(10):
+        make_epub(title=f"Sách {n}", folder=folder, name=f"{n:02d}.epub")
+    db = dbmod.connect(settings.db_path)
+    try:
+        report = Importer(settings, db, None, workers=2).import_paths([folder])
+        assert KillsAWorker.submitted >= 3
+        assert len(report.imported) == 10 and not report.quarantined and not report.duplicates
+        titles = [r[0] for r in db.execute("SELECT title FROM books ORDER BY id")]
+        assert titles == [f"Sách {n}" for n in range(10)]
+    finally:
+        db.close()

@@ -6,6 +6,7 @@ import os
 import random
 import shutil
 import urllib.parse
+from functools import partial
 
 import pytest
 
@@ -435,7 +436,7 @@ def test_the_words_given_to_the_index_are_what_its_analyzers_make_of_the_text(tm
                    ((0, "Phần một", "Tiếng khèn vọng lại. Con đường lên bản quanh co."),
                     (1, "", "nu\u031b\u0301o\u031bc chảy, 東京の図書館, ذهبَ الأطفالُ إلى المَكْتَبَةِ"),
                     (2, "Rỗng", "")))
-    document, = SearchIndex(tmp_path / "index")._documents(doc)
+    document, = search_module._documents(doc)
     schema = search_module.make_schema()
     text = search_module.SEP.join([search_module.clean(doc.title), *doc.authors, *doc.subjects, doc.description.replace("\x1f", " "),
                                    *(f"{t}\n{x}" for _, t, x in doc.chapters)])
@@ -512,3 +513,100 @@ def test_the_filter_links_are_what_url_for_makes(client):
         for params in (dict(q="thư viện / a+b & c?d", subject="Văn học; x:y", lang=None),
                        dict(q="x", lang="vi", subject=None, page=2), dict(q='"ban an" -x', page=1)):
             assert _link(base, **params) == url_for("search.search", **params)
+
+
+def _random_books(first: int, stop: int) -> list[IndexDoc]:
+    """Books ``first`` to ``stop - 1`` of a made-up catalog, the same in any process."""
+    vocabulary = [f"từ{n}" for n in range(2000)]
+    books = []
+    for n in range(first, stop):
+        rng = random.Random(n)
+        books.append(_doc(n, " ".join(rng.choice(vocabulary) for _ in range(rng.randint(20, 200))),
+                          language=rng.choice(["vi", "en", "fr"]), subjects=(rng.choice(["Truyện", "Sử"]),)))
+    return books
+
+
+def test_an_index_built_in_parts_by_processes_answers_like_one_built_whole(tmp_path):
+    """Each part is indexed by a process of its own into a segment of its own; totals, facets,
+    ranking and scores are those of the index built in one piece."""
+    phrase = '"' + " ".join(_random_books(7, 8)[0].chapters[0][2].split()[3:5]) + '"'
+    queries = ("từ5", "từ17 từ2", phrase, "tac gia 1 -từ3", "sach 12", "từ40 từ41 từ42")
+    answers = []
+    for name, how in (("whole", dict(docs=_random_books(0, 240))),
+                      ("parts", dict(parts=[partial(_random_books, 0, 100), partial(_random_books, 100, 170),
+                                            partial(_random_books, 170, 240)]))):
+        index = SearchIndex(tmp_path / name)
+        try:
+            assert index.rebuild(**how) == 240
+            assert index.segment_count() == (3 if name == "parts" else 1)
+            assert index.book_ids() == set(range(240))
+            answers.append([(page.total, page.languages, page.subjects,
+                             [(h.book_id, round(h.score, 4)) for h in page.hits])
+                            for page in (index.search(q, pagelen=100) for q in queries)]
+                           + [index.search("từ7", language="fr").total])
+        finally:
+            index.close()
+    assert answers[0] == answers[1]
+    assert all(total for total, *_ in answers[0][:-1])
+
+
+def test_the_field_lengths_a_writer_keeps_are_those_of_the_segment(tmp_path):
+    """A segment's postings are written with each document's field lengths read once into lists
+    (``_KeptLengths``); they must be what the segment's own reader says, document by document."""
+    from whoosh import index as whoosh_index
+
+    index = SearchIndex(tmp_path / "index")
+    try:
+        index.rebuild(_random_books(0, 60))
+        ix = whoosh_index.open_dir(str(tmp_path / "index" / index._current_gen()))
+        segment_reader = ix.reader()
+        reader = segment_reader._perdoc
+        kept = search_module._KeptLengths(reader)
+        fields = ("all", "title", "authors", "pairs", "subject_words")
+        lengths = {f: [reader.doc_field_length(n, f) for n in range(60)] for f in fields}
+        assert all(len(set(values)) > 1 or f in ("title", "authors", "subject_words") for f, values in lengths.items())
+        assert all(all(values) for values in lengths.values())
+        assert {f: [kept.doc_field_length(n, f) for n in range(60)] for f in fields} == lengths
+        assert kept.doc_count_all() == 60  # anything else is the reader's own
+        segment_reader.close()
+        ix.close()
+    finally:
+        index.close()
+
+
+def test_a_rebuild_in_parts_that_fails_leaves_the_old_index(tmp_path):
+    index = SearchIndex(tmp_path / "index")
+    try:
+        index.rebuild(_random_books(0, 20))
+        with pytest.raises(ValueError):
+            index.rebuild(parts=[partial(_random_books, 0, 10), partial(_no_books, "the catalog went away")])
+        assert index.book_ids() == set(range(20)) and index.segment_count() == 1
+        assert [p.name for p in (tmp_path / "index").iterdir() if p.name.startswith("gen-")] == ["gen-000001"]
+    finally:
+        index.close()
+
+
+def _no_books(why: str):
+    raise ValueError(why)
+
+
+def _killed_worker():
+    os.kill(os.getpid(), 9)  # as the kernel's out-of-memory killer would
+    return []
+
+
+def test_a_rebuild_whose_worker_is_killed_is_done_again_in_one_process(settings, make_epub, monkeypatch):
+    files = [make_epub(title=f"Sách {n}", chapters=[("Một", [f"Có chữ{n} ở bản."])]) for n in range(6)]
+    import_files(settings, files)
+    monkeypatch.setattr(indexing, "PARALLEL_BOOKS", 2)
+    monkeypatch.setattr(indexing, "parts_of", lambda db, count: [_killed_worker, partial(_random_books, 0, 3)])
+    db = dbmod.connect(settings.db_path)
+    index = SearchIndex(settings.index_dir)
+    try:
+        assert indexing.rebuild(db, index, workers=2) == 6
+        assert index.segment_count() == 1
+        assert [index.search(f"chữ{n}").total for n in range(6)] == [1] * 6
+        assert index.search("từ1").total == 0  # nothing of the killed attempt's other part
+    finally:
+        index.close()
+        db.close()
