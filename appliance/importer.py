@@ -6,11 +6,10 @@ never stops the batch. Re-importing the same file (same hash) is a no-op.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import shutil
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,6 +24,7 @@ from .fsutil import free_bytes
 from .indexing import catch_up, rebuild
 from .search import IndexBusy, SearchIndex
 from .settings import Settings
+from .workers import process_pool
 
 logger = logging.getLogger(__name__)
 
@@ -208,9 +208,8 @@ class Importer:
         processes, at most ``2 * workers`` files ahead. Files already in the catalog are not read.
         Should a worker die (killed for memory, or a crash in an image decoder), the files not yet
         read are read here, one by one, as without workers."""
-        context = multiprocessing.get_context("spawn")
         pending: deque[tuple[Path, str, int, Future]] = deque()
-        with ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as pool:
+        with process_pool(self.workers) as pool:
             working = True
 
             def read_ahead(path: Path) -> Future:

@@ -65,21 +65,24 @@ def docs_in(db_path: str, book_ids: Sequence[int]) -> Iterator[IndexDoc]:
 
 
 def parts_of(db: sqlite_utils.Database, count: int) -> list[Callable[[], Iterator[IndexDoc]]]:
-    """The catalog's visible books in ``count`` runs of consecutive ids with about as much text
-    each (what indexing a book costs goes with its text), as ``docs_in`` calls."""
+    """The catalog's visible books in at most ``count`` runs of consecutive ids, as ``docs_in``
+    calls, each run about an even share of the text not in the runs before it (what indexing a
+    book costs goes with its text)."""
     sizes = db.execute(
         "SELECT b.id, coalesce(sum(length(c.text_z)), 0) + 1 FROM books b LEFT JOIN chapters c ON c.book_id = b.id "
         "WHERE b.hidden = 0 GROUP BY b.id ORDER BY b.id"
     ).fetchall()
     path = db.execute("PRAGMA database_list").fetchone()[2]
-    total = sum(size for _, size in sizes)
+    left = sum(size for _, size in sizes)
     parts: list[list[int]] = [[]]
-    done = 0
+    share, taken = left / count, 0
     for book_id, size in sizes:
-        if done >= total * len(parts) / count and len(parts) < count:
+        if taken >= share and len(parts) < count:
             parts.append([])
+            share, taken = left / (count - len(parts) + 1), 0
         parts[-1].append(book_id)
-        done += size
+        taken += size
+        left -= size
     return [partial(docs_in, path, ids) for ids in parts if ids]
 
 

@@ -10,34 +10,50 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-# Character classes of the writing systems worth telling apart.
-_SCRIPTS: Mapping[str, re.Pattern[str]] = {
-    "latin": re.compile("[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff]"),
-    "arabic": re.compile("[\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdff\ufe70-\ufefc]"),
-    "hebrew": re.compile("[\u0590-\u05ff\ufb1d-\ufb4f]"),
-    "cyrillic": re.compile("[\u0400-\u04ff]"),
-    "greek": re.compile("[\u0370-\u03ff\u1f00-\u1fff]"),
-    "armenian": re.compile("[\u0530-\u058f]"),
-    "georgian": re.compile("[\u10a0-\u10ff]"),
-    "devanagari": re.compile("[\u0900-\u097f]"),
-    "bengali": re.compile("[\u0980-\u09ff]"),
-    "gurmukhi": re.compile("[\u0a00-\u0a7f]"),
-    "gujarati": re.compile("[\u0a80-\u0aff]"),
-    "tamil": re.compile("[\u0b80-\u0bff]"),
-    "telugu": re.compile("[\u0c00-\u0c7f]"),
-    "kannada": re.compile("[\u0c80-\u0cff]"),
-    "malayalam": re.compile("[\u0d00-\u0d7f]"),
-    "sinhala": re.compile("[\u0d80-\u0dff]"),
-    "thai": re.compile("[\u0e00-\u0e7f]"),
-    "lao": re.compile("[\u0e80-\u0eff]"),
-    "tibetan": re.compile("[\u0f00-\u0fff]"),
-    "myanmar": re.compile("[\u1000-\u109f]"),
-    "ethiopic": re.compile("[\u1200-\u137f]"),
-    "khmer": re.compile("[\u1780-\u17ff]"),
-    "hangul": re.compile("[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]"),
-    "kana": re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]"),
-    "han": re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"),
+import numpy as np
+
+# The blocks of the writing systems worth telling apart (first and last code point).
+_SCRIPT_RANGES: Mapping[str, tuple[tuple[int, int], ...]] = {
+    "latin": ((0x0041, 0x005A), (0x0061, 0x007A), (0x00C0, 0x00D6), (0x00D8, 0x00F6), (0x00F8, 0x024F), (0x1E00, 0x1EFF)),
+    "arabic": ((0x0600, 0x06FF), (0x0750, 0x077F), (0x08A0, 0x08FF), (0xFB50, 0xFDFF), (0xFE70, 0xFEFC)),
+    "hebrew": ((0x0590, 0x05FF), (0xFB1D, 0xFB4F)),
+    "cyrillic": ((0x0400, 0x04FF),),
+    "greek": ((0x0370, 0x03FF), (0x1F00, 0x1FFF)),
+    "armenian": ((0x0530, 0x058F),),
+    "georgian": ((0x10A0, 0x10FF),),
+    "devanagari": ((0x0900, 0x097F),),
+    "bengali": ((0x0980, 0x09FF),),
+    "gurmukhi": ((0x0A00, 0x0A7F),),
+    "gujarati": ((0x0A80, 0x0AFF),),
+    "tamil": ((0x0B80, 0x0BFF),),
+    "telugu": ((0x0C00, 0x0C7F),),
+    "kannada": ((0x0C80, 0x0CFF),),
+    "malayalam": ((0x0D00, 0x0D7F),),
+    "sinhala": ((0x0D80, 0x0DFF),),
+    "thai": ((0x0E00, 0x0E7F),),
+    "lao": ((0x0E80, 0x0EFF),),
+    "tibetan": ((0x0F00, 0x0FFF),),
+    "myanmar": ((0x1000, 0x109F),),
+    "ethiopic": ((0x1200, 0x137F),),
+    "khmer": ((0x1780, 0x17FF),),
+    "hangul": ((0x1100, 0x11FF), (0x3130, 0x318F), (0xAC00, 0xD7AF)),
+    "kana": ((0x3040, 0x30FF), (0x31F0, 0x31FF), (0xFF66, 0xFF9F)),
+    "han": ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF)),
 }
+_SCRIPT_NAMES = tuple(_SCRIPT_RANGES)
+
+
+def _script_table() -> np.ndarray:
+    """For each code point of the Basic Multilingual Plane, 1 + the index of its script in
+    ``_SCRIPT_NAMES``, or 0 (all the scripts above lie in that plane)."""
+    table = np.zeros(0x10000, dtype=np.uint8)
+    for n, name in enumerate(_SCRIPT_NAMES, start=1):
+        for first, last in _SCRIPT_RANGES[name]:
+            table[first:last + 1] = n
+    return table
+
+
+_SCRIPT_OF = _script_table()
 
 # Scripts used by one language (for this purpose).
 _SCRIPT_LANGUAGE = {
@@ -120,14 +136,19 @@ def primary_language(tag: str) -> str:
 
 
 def _script_counts(text: str) -> dict[str, int]:
-    counts = {script: len(pattern.findall(text)) for script, pattern in _SCRIPTS.items()}
-    counts["cjk"] = counts.pop("han") + counts.pop("kana")  # Chinese and Japanese are told apart later
+    """Letters of each script in ``text`` (Chinese and Japanese together as "cjk", with "kana"
+    kept apart too, to tell them apart later): one table look-up per character."""
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    found = np.bincount(_SCRIPT_OF[points[points < 0x10000]], minlength=len(_SCRIPT_NAMES) + 1)
+    counts = {name: int(found[n]) for n, name in enumerate(_SCRIPT_NAMES, start=1)}
+    counts["cjk"] = counts.pop("han") + counts["kana"]
     return counts
 
 
 def detect_language(text: str) -> str | None:
     """The primary language tag the text is most likely written in, or None when unsure."""
     counts = _script_counts(text)
+    kana = counts.pop("kana")
     total = sum(counts.values())
     if total < MIN_LETTERS:
         return None
@@ -135,7 +156,6 @@ def detect_language(text: str) -> str | None:
     if count < total * 0.5:
         return None
     if script == "cjk":
-        kana = len(_SCRIPTS["kana"].findall(text))
         return "ja" if kana >= count * 0.05 else "zh"
     if script in _SCRIPT_LANGUAGE:
         return _SCRIPT_LANGUAGE[script]
@@ -181,6 +201,7 @@ def language_of_text(declared: str, text: str) -> str | None:
         return None
     if declared_script != detected_script:
         counts = _script_counts(text)
+        counts.pop("kana")
         return detected if counts.get(declared_script, 0) < 0.1 * sum(counts.values()) else None
     if declared_script == "latin" and (detected == "vi" or declared in _FUNCTION_WORDS or declared == "vi"):
         return detected

@@ -38,7 +38,6 @@ import fcntl
 import html
 import itertools
 import logging
-import multiprocessing
 import os
 import pickle
 import re
@@ -48,7 +47,6 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -70,6 +68,7 @@ from .fsutil import atomic_write_text, fsync_dir
 from .lru import SizedLRU
 from .postings import EMPTY_IDS, EMPTY_WEIGHTS, ReaderTables
 from .textfold import CJK_CHAR, WORD, clean, fold, fold_mapped, iter_folded_tokens
+from .workers import process_pool
 
 logger = logging.getLogger(__name__)
 
@@ -1112,8 +1111,7 @@ def _write_parts(ix, path: Path, parts: Sequence[Callable[[], Iterable[IndexDoc]
     the part writers share (each names its own files); its own segment stays empty."""
     writer = ix.writer()
     try:
-        context = multiprocessing.get_context("spawn")  # no fork of a process that may have threads
-        with ProcessPoolExecutor(max_workers=len(parts), mp_context=context) as pool:
+        with process_pool(len(parts)) as pool:
             futures = [pool.submit(_write_part, str(path), part) for part in parts]
             try:
                 results = [f.result() for f in futures]

@@ -101,6 +101,11 @@ class Server:
         self.cold_start_s = 0.0
         self.prepare_s = 0.0
 
+    def disk_mb(self) -> tuple[float, float | None]:
+        """MB on disk of what the server serves from (its copies of the books included), and of
+        its full-text index (None: it has none apart)."""
+        return 0.0, None
+
     def start(self, cmd: list[str], env: dict | None = None, probe: str = "/") -> None:
         log = open(self.work / f"{self.name}.log", "ab")
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
@@ -128,6 +133,9 @@ class Box(Server):
             subprocess.run([self.python, "-m", "appliance.cli", "import", *map(str, books)], env=self.env,
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.prepare_s = time.perf_counter() - t0
+
+    def disk_mb(self) -> tuple[float, float | None]:
+        return folder_mb(self.home), folder_mb(self.home / "index")
 
     def run(self) -> None:
         self.start([self.python, "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
@@ -214,6 +222,9 @@ class CalibreWeb(Server):
         except sqlite3.Error:
             return False
 
+    def disk_mb(self) -> tuple[float, float | None]:
+        return folder_mb(self.library) + self.settings_db.stat().st_size / 1e6, None  # no full text
+
     def run(self) -> None:
         self.start([str(self.cps), "-p", str(self.settings_db), "-i", "127.0.0.1"])
 
@@ -255,6 +266,9 @@ class Kiwix(Server):
             t0 = time.perf_counter()
             subprocess.run([str(peers_python), __file__, "make-zim", str(data), str(self.zim)], check=True)
             self.prepare_s = time.perf_counter() - t0
+
+    def disk_mb(self) -> tuple[float, float | None]:
+        return self.zim.stat().st_size / 1e6, None  # the index is inside the ZIM
 
     def run(self) -> None:
         self.start(["kiwix-serve", "--address", "127.0.0.1", "--port", str(self.port), str(self.zim)])
@@ -423,6 +437,10 @@ def quality_queries(books: list[dict], in_calibre: dict[str, int], fold, sample:
     return out
 
 
+def folder_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+
+
 def home_bytes(server: Server) -> int:
     """Bytes of the home page with the style sheets and scripts it links, as a phone fetches them
     (uncompressed; none of the three compresses by default)."""
@@ -520,6 +538,8 @@ def main() -> None:
                                               "search_quality": quality_found,
                                               "quality_search_ms": latency_ms(times),
                                               "prepare_s": round(server.prepare_s, 1),
+                                              "disk_mb": [round(x, 1) if x is not None else None
+                                                          for x in server.disk_mb()],
                                               "after_pages": after_pages,
                                               "after_load": proc_stats(server.proc.pid), "pages": results}
             time.sleep(IDLE_SECONDS)
@@ -556,13 +576,15 @@ def print_tables(report: dict, clients: list[int]) -> None:
         print("| these searches one at a time: p50 / p95 / max ms | " + " | ".join(
             "{p50:.0f} / {p95:.0f} / {max:.0f}".format(**report["servers"][n]["quality_search_ms"]) for n in names) + " |")
     print(f"\n| server | cold start | preparing the books | RSS after the seven pages / after the new searches / "
-          f"{IDLE_SECONDS} s later (peak) | CPU s | home page + CSS/JS |")
-    print("| --- | --- | --- | --- | --- | --- |")
+          f"{IDLE_SECONDS} s later (peak) | CPU s | home page + CSS/JS | on disk (of it, the search index) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, s in report["servers"].items():
         a, idle, pages = s["after_load"], s.get("after_idle", {}), s.get("after_pages", {})
+        disk, index = s.get("disk_mb", (None, None))
+        on_disk = "n/a" if disk is None else f"{disk:,.0f} MB" + (f" ({index:,.0f} MB)" if index is not None else "")
         print(f"| {name} | {s['cold_start_s']} s | {s['prepare_s']} s | {pages.get('VmRSS', 0):.0f} / "
               f"{a.get('VmRSS', 0):.0f} / {idle.get('VmRSS', 0):.0f} MB (peak {a.get('VmHWM', 0):.0f}) "
-              f"| {a['cpu_s']:.0f} | {s['home_bytes'] / 1024:.1f} KB |")
+              f"| {a['cpu_s']:.0f} | {s['home_bytes'] / 1024:.1f} KB | {on_disk} |")
 
 
 if __name__ == "__main__":

@@ -238,7 +238,7 @@ def test_an_import_goes_on_when_a_worker_process_dies(settings, make_epub, tmp_p
     import signal
     from concurrent.futures import ProcessPoolExecutor
 
-    from appliance import importer
+    from appliance import importer, workers
     from appliance.importer import Importer
 
     class KillsAWorker(ProcessPoolExecutor):
@@ -251,7 +251,7 @@ def test_an_import_goes_on_when_a_worker_process_dies(settings, make_epub, tmp_p
                 os.kill(next(iter(self._processes)), signal.SIGKILL)
             return future
 
-    monkeypatch.setattr(importer, "ProcessPoolExecutor", KillsAWorker)
+    monkeypatch.setattr(workers, "ProcessPoolExecutor", KillsAWorker)
     monkeypatch.setattr(importer, "PARALLEL_FILES", 2)
     folder = tmp_path / "usb"
     for n in range(10):

@@ -17,6 +17,26 @@ from appliance.search import SearchIndex
 
 
 @pytest.mark.slow
+def _left_running(home, seconds: float = 10.0) -> list[int]:
+    """Processes still running with this test's LIBRARY_HOME (an import's or a rebuild's workers)
+    once ``seconds`` have passed, or as soon as there are none."""
+    key = f"LIBRARY_HOME={home}".encode()
+    deadline = time.monotonic() + seconds
+    while True:
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/environ", "rb") as f:
+                        if key in f.read().split(b"\0"):
+                            found.append(int(entry))
+                except OSError:
+                    continue
+        if not found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.1)
+
+
 def test_kill_during_import_leaves_a_sound_catalog(settings, make_epub, tmp_path):
     folder = tmp_path / "many"
     words = "thư viện đường về bản núi rừng sông suối mùa xuân lúa ngô".split()
@@ -26,12 +46,13 @@ def test_kill_during_import_leaves_a_sound_catalog(settings, make_epub, tmp_path
         make_epub(title=f"Sách số {n} {words[n % len(words)]}", folder=folder,
                   chapters=[(f"Chương {k}", paragraphs) for k in range(1, 4)])
     env = dict(os.environ, LIBRARY_HOME=str(settings.home), LIBRARY_DISK_RESERVE_MB="0")
-    command = [sys.executable, "-m", "appliance.cli", "import", str(folder)]
+    command = [sys.executable, "-m", "appliance.cli", "import", "--jobs", "2", str(folder)]
     for trial in range(6):
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.4 + rng.random() * 1.5)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        assert _left_running(settings.home) == [], f"trial {trial}: the import's workers outlived it"
         db = dbmod.connect(settings.db_path)
         assert dbmod.integrity_ok(db), f"trial {trial}: integrity check failed"
         blobs = BlobStore(settings.blobs_dir)
@@ -67,16 +88,19 @@ def test_kill_during_index_rebuild_then_search_works(settings, make_epub, tmp_pa
     for n in range(30):
         paragraphs = [" ".join(rng.choice(words) for _ in range(80)) for _ in range(40)]
         make_epub(title=f"Truyện bản {n}", folder=folder, chapters=[(f"Phần {k}", paragraphs) for k in range(4)])
+    for n in range(indexing.PARALLEL_BOOKS - 30):  # enough books for a rebuild in two parts
+        make_epub(title=f"Sổ tay {n}", folder=folder, chapters=[("Một", [" ".join(rng.choice(words) for _ in range(200))])])
     env = dict(os.environ, LIBRARY_HOME=str(settings.home), LIBRARY_DISK_RESERVE_MB="0")
     assert subprocess.run([sys.executable, "-m", "appliance.cli", "import", str(folder)], env=env,
                           capture_output=True, timeout=300).returncode == 0
-    command = [sys.executable, "-m", "appliance.cli", "reindex"]
+    command = [sys.executable, "-m", "appliance.cli", "reindex", "--jobs", "2"]
     outcomes = set()
     for trial in range(6):
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3 + rng.random() * 1.2)
+        time.sleep(0.3 + rng.random() * 2.5)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        assert _left_running(settings.home) == [], f"trial {trial}: the rebuild's workers outlived it"
         db = dbmod.connect(settings.db_path)
         assert dbmod.integrity_ok(db), f"trial {trial}: integrity check failed"
         index = SearchIndex(settings.index_dir)

@@ -610,3 +610,27 @@ def test_a_rebuild_whose_worker_is_killed_is_done_again_in_one_process(settings,
     finally:
         index.close()
         db.close()
+
+
+def test_a_rebuilds_parts_are_runs_of_books_with_about_as_much_text(settings, make_epub):
+    """``parts_of`` cuts the visible books, in id order, into runs of about an even share of the
+    text left: one long book is a part of its own, the short ones after it share the others."""
+    from appliance import catalog
+
+    rng = random.Random(3)
+
+    def text(words: int) -> str:
+        return " ".join("".join(rng.choice("abcdeghiklmnoprstuvy") for _ in range(rng.randint(2, 7)))
+                        for _ in range(words))
+
+    files = [make_epub(title="Dài", chapters=[("Một", [text(30_000)])])]
+    files += [make_epub(title=f"Ngắn {n}", chapters=[("Một", [text(3_000)])]) for n in range(8)]
+    import_files(settings, files)
+    db = dbmod.connect(settings.db_path)
+    try:
+        catalog.update_book(db, 5, hidden=1)
+        parts = indexing.parts_of(db, 2)
+        assert [[doc.book_id for doc in part()] for part in parts] == [[1], [2, 3, 4, 6, 7, 8, 9]]
+        assert [[doc.book_id for doc in part()] for part in indexing.parts_of(db, 4)] == [[1], [2, 3, 4], [6, 7], [8, 9]]
+    finally:
+        db.close()
