@@ -59,8 +59,9 @@ def open_catalog(settings: Settings):
 
 
 def default_jobs() -> int:
-    """Processes an import or a rebuild uses: two where there are two cores (each takes up to
-    about 150 MB while it works; the box has 1 GB)."""
+    """Processes an import or a rebuild uses: two where there are two cores. At 10,075 books a
+    worker reading books took 70 MB, one building the index up to 230 MB, and the whole import at
+    most 510 MB (the box has 1 GB)."""
     return max(1, min(2, os.cpu_count() or 1))
 
 
