@@ -248,6 +248,9 @@ class Importer:
         except BrokenProcessPool:
             logger.warning("an import worker stopped; reading %s in the importing process", path)
             read = _read(path)
+        except Exception as e:  # the record could not come back from the worker
+            logger.exception("reading %s in a worker failed", path)
+            read = f"unexpected error while reading: {type(e).__name__}: {e}"
         self._store(path, sha, size, read, report)
         done(path, before)
 

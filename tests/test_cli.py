@@ -265,3 +265,33 @@ def test_an_import_goes_on_when_a_worker_process_dies(settings, make_epub, tmp_p
         assert titles == [f"Sách {n}" for n in range(10)]
     finally:
         db.close()
+
+
+def test_a_record_that_cannot_come_back_from_a_worker_quarantines_its_file(settings, make_epub, tmp_path,
+                                                                            monkeypatch):
+    import pickle
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    from appliance import importer, workers
+    from appliance.importer import Importer
+
+    class LosesOne(ProcessPoolExecutor):
+        def submit(self, fn, /, path, *args, **kwargs):
+            if path.name != "03.epub":
+                return super().submit(fn, path, *args, **kwargs)
+            lost: Future = Future()
+            lost.set_exception(pickle.PicklingError("cannot pickle the record"))
+            return lost
+
+    monkeypatch.setattr(workers, "ProcessPoolExecutor", LosesOne)
+    monkeypatch.setattr(importer, "PARALLEL_FILES", 2)
+    folder = tmp_path / "usb"
+    for n in range(6):
+        make_epub(title=f"Sách {n}", folder=folder, name=f"{n:02d}.epub")
+    db = dbmod.connect(settings.db_path)
+    try:
+        report = Importer(settings, db, None, workers=2).import_paths([folder])
+        assert len(report.imported) == 5
+        assert [(Path(f).name, "PicklingError" in why) for f, why in report.quarantined] == [("03.epub", True)]
+    finally:
+        db.close()
