@@ -65,7 +65,7 @@ def default_jobs() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 8), default=default_jobs, show_default="2 on 2 cores or more",
+JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 8), default=default_jobs, show_default="2; 1 on a one-core machine",
                     help="How many processes read the books and build the search index.")
 
 
