@@ -238,9 +238,6 @@ def test_an_import_goes_on_when_a_worker_process_dies(settings, make_epub, tmp_p
     import signal
     from concurrent.futures import ProcessPoolExecutor
 
-    from appliance import importer, workers
-    from appliance.importer import Importer
-
     class KillsAWorker(ProcessPoolExecutor):
         submitted = 0
 
@@ -251,18 +248,27 @@ def test_an_import_goes_on_when_a_worker_process_dies(settings, make_epub, tmp_p
                 os.kill(next(iter(self._processes)), signal.SIGKILL)
             return future
 
-    monkeypatch.setattr(workers, "ProcessPoolExecutor", KillsAWorker)
+    report, titles = _import_with_pool(KillsAWorker, 10, settings, make_epub, tmp_path, monkeypatch)
+    assert KillsAWorker.submitted >= 3
+    assert len(report.imported) == 10 and not report.quarantined and not report.duplicates
+    assert titles == [f"Sách {n}" for n in range(10)]
+
+
+def _import_with_pool(pool_class, books: int, settings, make_epub, tmp_path, monkeypatch):
+    """Import ``books`` made-up books with two workers from a pool of ``pool_class``: the report,
+    and the catalog's titles in id order."""
+    from appliance import importer, workers
+    from appliance.importer import Importer
+
+    monkeypatch.setattr(workers, "ProcessPoolExecutor", pool_class)
     monkeypatch.setattr(importer, "PARALLEL_FILES", 2)
     folder = tmp_path / "usb"
-    for n in range(10):
+    for n in range(books):
         make_epub(title=f"Sách {n}", folder=folder, name=f"{n:02d}.epub")
     db = dbmod.connect(settings.db_path)
     try:
         report = Importer(settings, db, None, workers=2).import_paths([folder])
-        assert KillsAWorker.submitted >= 3
-        assert len(report.imported) == 10 and not report.quarantined and not report.duplicates
-        titles = [r[0] for r in db.execute("SELECT title FROM books ORDER BY id")]
-        assert titles == [f"Sách {n}" for n in range(10)]
+        return report, [r[0] for r in db.execute("SELECT title FROM books ORDER BY id")]
     finally:
         db.close()
 
@@ -272,9 +278,6 @@ def test_a_record_that_cannot_come_back_from_a_worker_quarantines_its_file(setti
     import pickle
     from concurrent.futures import Future, ProcessPoolExecutor
 
-    from appliance import importer, workers
-    from appliance.importer import Importer
-
     class LosesOne(ProcessPoolExecutor):
         def submit(self, fn, /, path, *args, **kwargs):
             if path.name != "03.epub":
@@ -283,15 +286,6 @@ def test_a_record_that_cannot_come_back_from_a_worker_quarantines_its_file(setti
             lost.set_exception(pickle.PicklingError("cannot pickle the record"))
             return lost
 
-    monkeypatch.setattr(workers, "ProcessPoolExecutor", LosesOne)
-    monkeypatch.setattr(importer, "PARALLEL_FILES", 2)
-    folder = tmp_path / "usb"
-    for n in range(6):
-        make_epub(title=f"Sách {n}", folder=folder, name=f"{n:02d}.epub")
-    db = dbmod.connect(settings.db_path)
-    try:
-        report = Importer(settings, db, None, workers=2).import_paths([folder])
-        assert len(report.imported) == 5
-        assert [(Path(f).name, "PicklingError" in why) for f, why in report.quarantined] == [("03.epub", True)]
-    finally:
-        db.close()
+    report, titles = _import_with_pool(LosesOne, 6, settings, make_epub, tmp_path, monkeypatch)
+    assert titles == [f"Sách {n}" for n in (0, 1, 2, 4, 5)]
+    assert [(Path(f).name, "PicklingError" in why) for f, why in report.quarantined] == [("03.epub", True)]
