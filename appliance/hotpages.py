@@ -12,8 +12,9 @@ a key change (most read this month, vans nearby) is at most ``seconds`` old.
 Search pages are kept the same way, with their query string in the key and the search index's
 state beside the catalog's, and of the cookies only the interface language (each reader's "continue
 reading" place differs and does not change the page): a class of phones asking for the same words
-at once is answered by one search. What a page must still do for every reader (counting a search in the statistics) it leaves
-in ``environ[ON_REPLAY]``, which is called each time its kept answer is given again.
+at once is answered by one search. What a page must still do for every reader (counting a search
+in the statistics) it leaves in ``environ[ON_REPLAY]``, which is called each time its kept answer
+is given again.
 
 A kept answer is replayed as it was, with its security headers; a matching If-None-Match gets
 304. Answers that set a cookie, and anything but a plain 200, are never kept. The bodies kept

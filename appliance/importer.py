@@ -135,7 +135,7 @@ class Importer:
         """Put what was read from ``path`` (its record, or why it is unreadable) in the catalog, or in
         quarantine."""
         existing = catalog.book_id_by_sha(self.db, sha)
-        if existing is not None:  # the same file twice in one import
+        if existing is not None:  # the same file twice in one import, or stored meanwhile by another program
             report.duplicates.append((str(path), existing))
             return
         reserve = self.settings.disk_reserve_mb * 1024 * 1024

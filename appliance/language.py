@@ -135,20 +135,20 @@ def primary_language(tag: str) -> str:
     return primary
 
 
-def _script_counts(text: str) -> dict[str, int]:
-    """Letters of each script in ``text`` (Chinese and Japanese together as "cjk", with "kana"
-    kept apart too, to tell them apart later): one table look-up per character."""
+def _script_counts(text: str) -> tuple[dict[str, int], int]:
+    """Letters of each script in ``text``, Chinese and Japanese together as "cjk", and the kana
+    among them apart (to tell the two later): one table look-up per character."""
     points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     found = np.bincount(_SCRIPT_OF[points[points < 0x10000]], minlength=len(_SCRIPT_NAMES) + 1)
     counts = {name: int(found[n]) for n, name in enumerate(_SCRIPT_NAMES, start=1)}
-    counts["cjk"] = counts.pop("han") + counts["kana"]
-    return counts
+    kana = counts.pop("kana")
+    counts["cjk"] = counts.pop("han") + kana
+    return counts, kana
 
 
 def detect_language(text: str) -> str | None:
     """The primary language tag the text is most likely written in, or None when unsure."""
-    counts = _script_counts(text)
-    kana = counts.pop("kana")
+    counts, kana = _script_counts(text)
     total = sum(counts.values())
     if total < MIN_LETTERS:
         return None
@@ -200,8 +200,7 @@ def language_of_text(declared: str, text: str) -> str | None:
     if detected_script is None:
         return None
     if declared_script != detected_script:
-        counts = _script_counts(text)
-        counts.pop("kana")
+        counts, _ = _script_counts(text)
         return detected if counts.get(declared_script, 0) < 0.1 * sum(counts.values()) else None
     if declared_script == "latin" and (detected == "vi" or declared in _FUNCTION_WORDS or declared == "vi"):
         return detected

@@ -999,8 +999,8 @@ class SearchIndex:
         """Index ``docs`` into a new generation, switch to it, delete the old one; returns the count.
 
         With ``parts`` instead, each part (a picklable function giving its books) is indexed by a
-        process of its own into a segment of its own, all at once: on a machine with a core per
-        part, about as many times faster. Books keep the order of the parts, so parts cut in book
+        process of its own into a segment of its own, all at once: faster where each part has a
+        core (two parts on two cores: 1.4 times, BENCHMARKS.md). Books keep the order of the parts, so parts cut in book
         order index the books in the order ``docs`` would. Not for a web server's own process
         (it starts processes); a command or a worker calls it."""
         with self._write_lock:
@@ -1087,15 +1087,21 @@ def _documents(doc: IndexDoc) -> Iterator[dict]:
     )
 
 
+def _add_books(writer, docs: Iterable[IndexDoc]) -> int:
+    """Give each book of ``docs`` to ``writer``; returns how many."""
+    count = 0
+    for doc in docs:
+        for d in _documents(doc):
+            writer.add_document(**d)
+        count += 1
+    return count
+
+
 def _write_docs(ix, docs: Iterable[IndexDoc]) -> int:
     """Index ``docs`` into ``ix`` (a new generation) with one writer and one commit."""
     writer = _chunked(ix.writer(limitmb=REBUILD_WRITER_MB), REBUILD_WRITER_MB)
-    count = 0
     try:
-        for doc in docs:
-            for d in _documents(doc):
-                writer.add_document(**d)
-            count += 1
+        count = _add_books(writer, docs)
     except BaseException:
         writer.cancel()
         raise
@@ -1111,13 +1117,9 @@ def _write_parts(ix, path: Path, parts: Sequence[Callable[[], Iterable[IndexDoc]
     the part writers share (each names its own files); its own segment stays empty."""
     writer = ix.writer()
     try:
-        with process_pool(len(parts)) as pool:
+        with process_pool(len(parts)) as pool:  # on leaving, waits for every part (one per worker)
             futures = [pool.submit(_write_part, str(path), part) for part in parts]
-            try:
-                results = [f.result() for f in futures]
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+            results = [f.result() for f in futures]
     except BaseException:
         writer.cancel()
         raise
@@ -1136,12 +1138,8 @@ def _write_part(path: str, part: Callable[[], Iterable[IndexDoc]]) -> tuple[obje
     started = time.monotonic()
     ix = whoosh_index.open_dir(path)
     writer = _chunked(SegmentWriter(ix, _lk=False, limitmb=REBUILD_WRITER_MB), REBUILD_WRITER_MB)
-    count = 0
     try:
-        for doc in part():
-            for d in _documents(doc):
-                writer.add_document(**d)
-            count += 1
+        count = _add_books(writer, part())
         if not count:
             writer._close_segment()
             return None, 0, time.monotonic() - started

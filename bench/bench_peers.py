@@ -44,7 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from bench_core import free_port, latency_ms, proc_memory  # noqa: E402
+from bench_core import folder_mb, free_port, latency_ms, proc_memory  # noqa: E402
 from boxenv import DEFAULT, box_python  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -435,10 +435,6 @@ def quality_queries(books: list[dict], in_calibre: dict[str, int], fold, sample:
         if book["authors"]:
             out.append(("author + title word, unaccented", fold(f"{book['authors'][0]} {words[0]}"), book))
     return out
-
-
-def folder_mb(path: Path) -> float:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
 
 
 def home_bytes(server: Server) -> int:
