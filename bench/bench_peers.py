@@ -142,7 +142,7 @@ class Box(Server):
                    env=self.env)
 
     def export(self) -> list[dict]:
-        """The books as the box read them: id, title, authors, language, chapters (position, title, text)."""
+        """The books as the box read them: id, title, authors, language, cover, chapters (position, title)."""
         from appliance import catalog
         from appliance import db as dbmod
 
@@ -150,12 +150,24 @@ class Box(Server):
         out = []
         for row in db.query("SELECT id FROM books ORDER BY id"):
             book = catalog.get_book(db, row["id"])
-            chapters = [(c["position"], c["title"] or "", catalog.chapter_text(db, row["id"], c["position"]) or "")
-                        for c in book["chapters"]]
             out.append({"id": row["id"], "title": book["title"], "authors": list(book["authors"]),
-                        "language": book["language"], "cover": bool(book["cover_sha256"]), "chapters": chapters})
+                        "language": book["language"], "cover": bool(book["cover_sha256"]),
+                        "chapters": [(c["position"], c["title"] or "") for c in book["chapters"]]})
         db.close()
         return out
+
+    def write_texts(self, books: list[dict], out: Path) -> None:
+        """``books`` with each chapter's text, one JSON line a book (50,000 books' texts do not fit
+        in memory at once)."""
+        from appliance import catalog
+        from appliance import db as dbmod
+
+        db = dbmod.connect(self.home / "catalog.db")
+        with out.open("w", encoding="utf-8") as f:
+            for book in books:
+                chapters = [(p, t, catalog.chapter_text(db, book["id"], p) or "") for p, t in book["chapters"]]
+                f.write(json.dumps(dict(book, chapters=chapters), ensure_ascii=False) + "\n")
+        db.close()
 
     def search_path(self, query: str) -> str:
         return "/search?q=" + urllib.parse.quote(query)
@@ -258,11 +270,11 @@ class CalibreWeb(Server):
 class Kiwix(Server):
     name = "kiwix-serve"
 
-    def prepare(self, books: list[dict], peers_python: Path) -> None:
+    def prepare(self, books: list[dict], box: Box, peers_python: Path) -> None:
         self.zim = self.work / "library.zim"
         if not self.zim.exists():
-            data = self.work / "zim-books.json"
-            data.write_text(json.dumps(books, ensure_ascii=False), encoding="utf-8")
+            data = self.work / "zim-books.jsonl"
+            box.write_texts(books, data)
             t0 = time.perf_counter()
             subprocess.run([str(peers_python), __file__, "make-zim", str(data), str(self.zim)], check=True)
             self.prepare_s = time.perf_counter() - t0
@@ -318,7 +330,6 @@ def make_zim(data: Path, out: Path) -> None:
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
                 f"<body><h1>{html.escape(title)}</h1>{inner}</body></html>")
 
-    books = json.loads(data.read_text(encoding="utf-8"))
     tmp = out.with_suffix(".tmp")
     with Creator(str(tmp)).config_indexing(True, "vie") as creator:
         creator.set_mainpath("index")
@@ -327,7 +338,8 @@ def make_zim(data: Path, out: Path) -> None:
                             ("Description", "The same books as the box")):
             creator.add_metadata(name, value)
         links = []
-        for book in books:
+        for line in data.open(encoding="utf-8"):
+            book = json.loads(line)
             items = []
             for position, title, text in book["chapters"]:
                 paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n") if p.strip())
@@ -416,19 +428,16 @@ def search_quality(server: Server, queries: list[tuple[str, str, dict]],
     return {kind: f"{a}/{b}" for kind, (a, b) in found.items()}
 
 
-def quality_queries(books: list[dict], in_calibre: dict[str, int], fold, sample: int = 0) -> list[tuple[str, str, dict]]:
+def quality_queries(books: list[dict], fold, sample: int = 0) -> list[tuple[str, str, dict]]:
     """The title of each Vietnamese book as typed with and without accents, and its author's name
-    without accents plus a title word (books every server has); of ``sample`` books drawn at
-    random when it is not 0."""
+    without accents plus a title word; of ``sample`` books drawn at random when it is not 0."""
     import random
 
     out = []
-    chosen = [b for b in books if b["language"] == "vi" and b["title"].casefold() in in_calibre]
+    chosen = [b for b in books if b["language"] == "vi"]
     if sample and len(chosen) > sample:
         chosen = random.Random(11).sample(chosen, sample)
     for book in chosen:
-        if book["language"] != "vi" or book["title"].casefold() not in in_calibre:
-            continue
         words = book["title"].split()[:4]
         out.append(("title, accented", " ".join(words), book))
         out.append(("title, unaccented", fold(" ".join(words)), book))
@@ -464,21 +473,36 @@ def server_arguments(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "bench-peers")
     parser.add_argument("--peers-python", type=Path, default=Path("/tmp/peers-venv/bin/python"))
     parser.add_argument("--box-venv", type=Path, default=DEFAULT, help="made with the box's own dependencies only")
+    parser.add_argument("--peers", default="calibre-web,kiwix-serve",
+                        help="the servers run besides the box, comma-separated (empty: the box alone)")
     return parser
 
 
-def prepare_servers(args: argparse.Namespace) -> tuple[list[Path], list[dict], tuple[Box, CalibreWeb, Kiwix]]:
-    """The EPUB files, the books as the box read them, and the three servers with the books taken in
-    (done once per work folder)."""
+def prepare_servers(args: argparse.Namespace) -> tuple[list[Path], list[dict], list[Server]]:
+    """The EPUB files, the books every server has (as the box read them), and the servers, the box
+    first, with the books taken in (done once per work folder)."""
     args.work.mkdir(parents=True, exist_ok=True)
     files = sorted(p for folder in args.books for p in (folder.rglob("*.epub") if folder.is_dir() else [folder]))
-    box, cw, kiwix = Box(args.work), CalibreWeb(args.work), Kiwix(args.work)
+    peers = [name for name in args.peers.split(",") if name]
+    unknown = set(peers) - {"calibre-web", "kiwix-serve"}
+    if unknown:
+        raise SystemExit(f"--peers: no server named {', '.join(sorted(unknown))}")
+    box = Box(args.work)
     box.python = box_python(args.box_venv)
     box.prepare(files)
     books = box.export()
-    cw.prepare(files, args.peers_python)
-    kiwix.prepare(books, args.peers_python)
-    return files, books, (box, cw, kiwix)
+    servers: list[Server] = [box]
+    if "calibre-web" in peers:
+        cw = CalibreWeb(args.work)
+        cw.prepare(files, args.peers_python)
+        in_calibre = cw.titles()  # the few files calibredb refuses are left out of every server's figures
+        books = [b for b in books if b["title"].casefold() in in_calibre]
+        servers.append(cw)
+    if "kiwix-serve" in peers:
+        kiwix = Kiwix(args.work)
+        kiwix.prepare(books, box, args.peers_python)
+        servers.append(kiwix)
+    return files, books, servers
 
 
 def main() -> None:
@@ -499,19 +523,17 @@ def main() -> None:
     parser.add_argument("--quality-books", type=int, default=0,
                         help="books drawn at random for the search quality queries (0: every Vietnamese book)")
     args = parser.parse_args()
-    files, books, (box, cw, kiwix) = prepare_servers(args)
+    files, books, servers = prepare_servers(args)
     script = args.work / "report.lua"
     script.write_text(WRK_SCRIPT)
     report: dict = {"files": len(files), "load_before": os.getloadavg(), "servers": {}}
-    in_calibre = cw.titles()
-    book = next(b for b in books if b["language"] == "vi" and len(b["chapters"]) >= 2 and b["cover"]
-                and b["title"].casefold() in in_calibre)
+    book = next(b for b in books if b["language"] == "vi" and len(b["chapters"]) >= 2 and b["cover"])
     # Unaccented, as most readers type on a phone (kiwix-serve finds nothing for accented words here).
     query = args.query or fold(" ".join(book["title"].split()[:2]))
     report["book"], report["query"] = book["title"], query
-    quality = quality_queries(books, in_calibre, fold, args.quality_books)
+    quality = quality_queries(books, fold, args.quality_books)
     clients = [int(c) for c in args.clients.split(",")]
-    for server in (box, cw, kiwix):
+    for server in servers:
         server.run()
         try:
             server.set_paths(book, query)
