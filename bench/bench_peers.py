@@ -429,20 +429,39 @@ def search_quality(server: Server, queries: list[tuple[str, str, dict]],
 
 
 def quality_queries(books: list[dict], fold, sample: int = 0) -> list[tuple[str, str, dict]]:
-    """The title of each Vietnamese book as typed with and without accents, and its author's name
-    without accents plus a title word; of ``sample`` books drawn at random when it is not 0."""
+    """Each Vietnamese book's title as typed with and without accents, and its author's name
+    without accents with words of its title; of ``sample`` books drawn at random when it is not 0.
+
+    A query names its book: the title's first four words, or as many more as it takes for no other
+    book's title to begin with them (generated titles share their first words with hundreds of
+    others, and which of those a server puts on its first page says nothing); with the author, as
+    many of the title's first words as it takes to tell the book from the author's others."""
     import random
+
+    def words(title: str) -> list[str]:
+        return [fold(w) for w in title.split()]
+
+    titles = [(words(b["title"]), fold(b["authors"][0]) if b["authors"] else "") for b in books]
+
+    def naming(book: dict, at_least: int, by_author: bool) -> list[str]:
+        own, author = words(book["title"]), fold(book["authors"][0]) if book["authors"] else ""
+        others = [t for t, a in titles if not by_author or a == author]
+        for n in range(min(at_least, len(own)), len(own) + 1):
+            if sum(t[:n] == own[:n] for t in others) <= 1:
+                return book["title"].split()[:n]
+        return book["title"].split()
 
     out = []
     chosen = [b for b in books if b["language"] == "vi"]
     if sample and len(chosen) > sample:
         chosen = random.Random(11).sample(chosen, sample)
     for book in chosen:
-        words = book["title"].split()[:4]
-        out.append(("title, accented", " ".join(words), book))
-        out.append(("title, unaccented", fold(" ".join(words)), book))
+        title = " ".join(naming(book, 4, by_author=False))
+        out.append(("title, accented", title, book))
+        out.append(("title, unaccented", fold(title), book))
         if book["authors"]:
-            out.append(("author + title word, unaccented", fold(f"{book['authors'][0]} {words[0]}"), book))
+            out.append(("author + title words, unaccented",
+                        fold(f"{book['authors'][0]} {' '.join(naming(book, 1, by_author=True))}"), book))
     return out
 
 
