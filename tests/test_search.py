@@ -634,3 +634,43 @@ def test_a_rebuilds_parts_are_runs_of_books_with_about_as_much_text(settings, ma
         assert [[doc.book_id for doc in part()] for part in indexing.parts_of(db, 4)] == [[1], [2, 3, 4], [6, 7], [8, 9]]
     finally:
         db.close()
+
+
+def test_posting_lists_read_whole_are_those_whoosh_reads_one_posting_at_a_time(tmp_path):
+    """Each term's documents and weights as the search reads them (a list in one read of the
+    segment file, ``_w3_postings``) are those Whoosh's own matcher gives one by one: lists of several
+    blocks of 128, with weights of 1 (word pairs), one weight for a whole block (a word twice in
+    every book) and one each, and a removed book's postings still there for the reader to mask."""
+    rng = random.Random(3)
+    vocabulary = [f"từ{n}" for n in range(300)]
+    docs = [_doc(n, " ".join([rng.choice(vocabulary) for _ in range(30)] + ["mây"] * rng.randint(1, 3)
+                             + ["khèn", "núi", "khèn"]))
+            for n in range(400)]
+    index = SearchIndex(tmp_path / "index")
+    try:
+        assert index.rebuild(docs) == 400
+        index.remove_books([5])
+        leaves = index._get_searcher().reader().leaf_readers()
+        assert len(leaves) == 1
+        read = {}
+        for leaf, _ in leaves:
+            for field in ("all", "pairs", "title", "language"):
+                for term, _ in leaf.iter_field(field):
+                    text = term.decode("utf-8")
+                    ids, weights = search_module._leaf_postings(leaf, field, text)
+                    got = list(zip(ids.tolist(), weights.tolist(), strict=True))
+                    matcher = leaf._terms.matcher(field, term, leaf.schema[field].format)  # removed books too
+                    expected = []
+                    while matcher.is_active():
+                        expected.append((matcher.id(), matcher.weight()))
+                        matcher.next()
+                    if isinstance(matcher, search_module.W3LeafMatcher):
+                        assert got == expected, (field, text)
+                    else:  # a handful kept in the term table, read through Whoosh's filter of removed books
+                        assert got == [p for p in expected if not leaf.is_deleted(p[0])], (field, text)
+                    read[field, text] = len(got)
+        assert read["all", "khen"] == read["all", "may"] == 400  # four blocks each, book 5 among them
+        assert read["pairs", search_module.pair_term("khen", "nui")] == 400
+        assert index.search("khen").total == 399
+    finally:
+        index.close()
