@@ -11,6 +11,8 @@ Books: every EPUB under ``--books`` (default: the real corpus in ../shared/corpu
 Calibre library of the same files (``calibredb add``), with anonymous browsing and downloads on;
 kiwix-serve gets a ZIM built with libzim from the chapter texts the box extracted (one article per
 chapter, one per book listing its chapters, full-text index on).
+``--peers`` names the servers run besides the box (both by default; at 50,000 books Calibre's
+library alone takes over an hour to make).
 
 Load: ``wrk`` with 20 and 50 connections against each page a phone asks for (home, search, book,
 chapter, OPDS root, cover, download), ``--duration`` seconds each, on 127.0.0.1. "search" asks the
