@@ -16,7 +16,6 @@ from appliance.blobs import BlobStore
 from appliance.search import SearchIndex
 
 
-@pytest.mark.slow
 def _left_running(home, seconds: float = 10.0) -> list[int]:
     """Processes still running with this test's LIBRARY_HOME (an import's or a rebuild's workers)
     once ``seconds`` have passed, or as soon as there are none."""
@@ -37,6 +36,7 @@ def _left_running(home, seconds: float = 10.0) -> list[int]:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_kill_during_import_leaves_a_sound_catalog(settings, make_epub, tmp_path):
     folder = tmp_path / "many"
     words = "thư viện đường về bản núi rừng sông suối mùa xuân lúa ngô".split()
