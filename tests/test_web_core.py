@@ -138,3 +138,29 @@ def test_home_lists_new_books_and_languages(client, vi_library):
     html = client.get("/").get_data(as_text=True)
     assert "Thư viện trên núi" in html and "Growing Rice" in html
     assert "/browse?lang=vi" in html
+
+
+def test_counts_are_written_the_way_the_readers_language_writes_them(settings, client):
+    """1,205 books: 1.205 in Vietnamese, 1 205 in French (a narrow no-break space), 1,205 in English."""
+    from appliance import catalog, indexing
+    from appliance import db as dbmod
+    from appliance.search import SearchIndex
+
+    db = dbmod.connect(settings.db_path)
+    index = SearchIndex(settings.index_dir)
+    try:
+        for n in range(1205):
+            catalog.add_book(db, catalog.NewBook(
+                sha256=f"{n:064x}", size=1, title=f"Mùa lúa {n}", authors=["Lò Văn Sáng"], language="vi",
+                chapters=[("c.xhtml", "Một", 40, "Lúa nương chín vàng trên đồi.")]))
+        indexing.catch_up(db, index)
+    finally:
+        index.close()
+        db.close()
+    for lang, books, found in [("vi", "1.205 cuốn sách", "Tìm thấy 1.205 cuốn sách"),
+                               ("fr", "1\u202f205 livres", "1\u202f205 livres trouvés"),
+                               ("en", "1,205 books", "1,205 books found")]:
+        client.set_cookie("lang", lang)
+        assert books in client.get("/").get_data(as_text=True)
+        assert books in client.get("/browse").get_data(as_text=True)
+        assert found in client.get("/search?q=lua+nuong").get_data(as_text=True)
