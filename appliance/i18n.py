@@ -44,8 +44,7 @@ def init_i18n(app: Flask, settings: Settings) -> None:
         newstyle=True,
     )
 
-    # Counts as the page's language writes them: 22.603 in Vietnamese, 22 603 in French.
-    app.jinja_env.filters["number"] = format_number
+    app.jinja_env.filters["number"] = format_count
 
     @app.context_processor
     def language_context():
@@ -60,6 +59,13 @@ def init_i18n(app: Flask, settings: Settings) -> None:
             "ui_languages": LANGUAGES,
             "box_name": settings.box_name,
         }
+
+
+def format_count(n: int) -> str:
+    """A count as the page's language writes it: 22.603 in Vietnamese, 22 603 in French (digits
+    are Latin in every language; below a thousand nothing differs, and search pages print a dozen
+    counts)."""
+    return str(n) if -1000 < n < 1000 else format_number(n)
 
 
 def _page_translations(ctx):

@@ -152,15 +152,19 @@ def test_counts_are_written_the_way_the_readers_language_writes_them(settings, c
         for n in range(1205):
             catalog.add_book(db, catalog.NewBook(
                 sha256=f"{n:064x}", size=1, title=f"Mùa lúa {n}", authors=["Lò Văn Sáng"], language="vi",
+                subjects=["Nông nghiệp"],
                 chapters=[("c.xhtml", "Một", 40, "Lúa nương chín vàng trên đồi.")]))
         indexing.catch_up(db, index)
     finally:
         index.close()
         db.close()
-    for lang, books, found in [("vi", "1.205 cuốn sách", "Tìm thấy 1.205 cuốn sách"),
-                               ("fr", "1\u202f205 livres", "1\u202f205 livres trouvés"),
-                               ("en", "1,205 books", "1,205 books found")]:
+    for lang, n, books, found in [("vi", "1.205", "1.205 cuốn sách", "Tìm thấy 1.205 cuốn sách"),
+                                  ("fr", "1\u202f205", "1\u202f205 livres", "1\u202f205 livres trouvés"),
+                                  ("en", "1,205", "1,205 books", "1,205 books found")]:
         client.set_cookie("lang", lang)
-        assert books in client.get("/").get_data(as_text=True)
+        home = client.get("/").get_data(as_text=True)
+        assert books in home and f"Nông nghiệp ({n})" in home
         assert books in client.get("/browse").get_data(as_text=True)
-        assert found in client.get("/search?q=lua+nuong").get_data(as_text=True)
+        assert f"Lò Văn Sáng</a> ({n})" in client.get("/authors").get_data(as_text=True)
+        page = client.get("/search?q=lua+nuong").get_data(as_text=True)
+        assert found in page and f"Nông nghiệp ({n})" in page
