@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from pathlib import Path
 
 from flask import Flask, g
@@ -36,9 +37,14 @@ class LibraryState:
         self.rendered_chapters = SizedLRU(RENDERED_CHAPTERS_BYTES)
         self.index_state = "unknown"  # unknown | current | rebuilding | failed
         self.stats = None  # appliance.stats.Recorder, set by create_app
+        self.last_request = time.monotonic()  # when a request last came in (create_app notes it)
         self._local = threading.local()
         self._connections: list = []
         self._connections_lock = threading.Lock()
+
+    def idle_seconds(self) -> float:
+        """How long no request has come in (or since the state was made)."""
+        return time.monotonic() - self.last_request
 
     def open_db(self):
         """The catalog connection of this thread, opened once and kept: opening one per request
@@ -170,4 +176,16 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
                                            "/search": Kept(SEARCH_SECONDS, with_query=True, state=state.index.stamp,
                                                            cookies=(i18n.COOKIE,))},
                             lambda: dbmod.page_state(state.open_db()))
+    app.wsgi_app = _noting_requests(app.wsgi_app, state)
     return app
+
+
+def _noting_requests(wsgi_app, state: LibraryState):
+    """``wsgi_app`` noting when each request comes in, kept pages included (work that would slow
+    readers' pages waits until nobody has asked anything for a while: appliance.background)."""
+
+    def noted(environ, start_response):
+        state.last_request = time.monotonic()
+        return wsgi_app(environ, start_response)
+
+    return noted

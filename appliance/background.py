@@ -3,21 +3,30 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from flask import Flask
 
 from . import indexing
+from .search import COMPACT_SMALL_SEGMENTS
 
 logger = logging.getLogger(__name__)
 
 INDEX_CHECK_SECONDS = 5.0
+# The index's small segments are merged once no reader has asked anything for this long (the merge
+# takes a core for a while: seconds for a few hundred books, minutes on a Pi for thousands).
+COMPACT_IDLE_SECONDS = 300.0
+COMPACT_RETRY_SECONDS = 3600.0  # after a merge failed
 
 
-def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDEX_CHECK_SECONDS) -> None:
+def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDEX_CHECK_SECONDS,
+                       compact_idle: float = COMPACT_IDLE_SECONDS) -> None:
     """Bring the index up to date at start (rebuilding it if broken), then replay new catalog
-    changes (from imports, bundles or the admin pages) every few seconds."""
+    changes (from imports, bundles or the admin pages) every few seconds, and merge the small
+    segments those changes leave once the box has had no request for ``compact_idle`` seconds."""
     state = app.extensions["library"]
     first = True
+    compact_after = 0.0  # monotonic time before which no merge is tried
     while not stop.is_set():
         try:
             db = state.connect_db()
@@ -36,13 +45,26 @@ def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDE
         except Exception:
             state.index_state = "failed"
             logger.exception("keeping the search index current failed; will retry")
+        if state.index_state == "current" and state.idle_seconds() >= compact_idle and time.monotonic() >= compact_after:
+            try:
+                with state.index_lock:
+                    if state.index.small_segments() >= COMPACT_SMALL_SEGMENTS:
+                        db = state.connect_db()
+                        try:
+                            indexing.compact(db, state.index)  # searches go on, on the segments as they were
+                        finally:
+                            db.close()
+            except Exception:
+                compact_after = time.monotonic() + COMPACT_RETRY_SECONDS
+                logger.exception("merging the search index's small segments failed; the index is as it was")
         stop.wait(interval)
 
 
-def start_index_keeper(app: Flask, interval: float = INDEX_CHECK_SECONDS) -> threading.Event:
+def start_index_keeper(app: Flask, interval: float = INDEX_CHECK_SECONDS,
+                       compact_idle: float = COMPACT_IDLE_SECONDS) -> threading.Event:
     stop = threading.Event()
-    thread = threading.Thread(target=keep_index_current, args=(app, stop, interval), name="index-keeper",
-                              daemon=True)
+    thread = threading.Thread(target=keep_index_current, args=(app, stop, interval, compact_idle),
+                              name="index-keeper", daemon=True)
     thread.start()
     return stop
 

@@ -8,7 +8,7 @@ catalog. Neither runs inside a web request.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from pathlib import Path
@@ -99,18 +99,25 @@ def catch_up(db: sqlite_utils.Database, index: SearchIndex) -> int:
         rebuild(db, index)
         return len(pending)
     seqs = {p["book_id"]: p["seq"] for p in pending}  # the latest change of each book
-
-    def changes() -> Iterator[IndexDoc | int]:
-        for book_id in seqs:
-            doc = index_doc(db, book_id)
-            yield book_id if doc is None else doc
-
-    index.update(changes())
+    index.update(_changes(db, seqs))
     with db.atomic():
         for book_id, seq in seqs.items():
             # Only clear the entry if no newer change arrived meanwhile.
             db.execute("DELETE FROM index_queue WHERE book_id = ? AND seq = ?", [book_id, seq])
     return len(seqs)
+
+
+def _changes(db: sqlite_utils.Database, book_ids: Iterable[int]) -> Iterator[IndexDoc | int]:
+    """Each book as the catalog has it now, read as the writer takes it (its id: removed)."""
+    for book_id in book_ids:
+        doc = index_doc(db, book_id)
+        yield book_id if doc is None else doc
+
+
+def compact(db: sqlite_utils.Database, index: SearchIndex) -> int:
+    """Index the books of the index's small segments again, into one (``SearchIndex.compact``);
+    returns how many segments that took away."""
+    return index.compact(lambda book_ids: _changes(db, book_ids))
 
 
 def rebuild(db: sqlite_utils.Database, index: SearchIndex, workers: int = 1) -> int:

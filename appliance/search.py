@@ -62,7 +62,7 @@ from whoosh.filedb.filestore import FileStorage
 from whoosh.formats import Existence
 from whoosh.matching.wrappers import FilterMatcher
 from whoosh.query import Term
-from whoosh.reading import TermNotFound
+from whoosh.reading import SegmentReader, TermNotFound
 from whoosh.writing import LockError, PostingPool, SegmentWriter
 
 from .chaptermarks import chapters_with_all, chapters_with_any, marks_of_words
@@ -112,6 +112,8 @@ DESCRIPTION_CHARS = 2_000
 WRITE_TIMEOUT = 120.0  # seconds to wait for another writer before giving up
 WRITER_MB = 32  # Whoosh writer memory before it spills to disk
 MAX_SEGMENTS = 32  # an index update merges segments only when there are this many
+# ``compact`` merges the small segments (under half the books of the largest) once there are this many.
+COMPACT_SMALL_SEGMENTS = 4
 REBUILD_WRITER_MB = 64
 RUN_CHUNK = 4096  # postings per pickle in the writer's sorted runs (``ChunkedPostingPool``)
 
@@ -930,16 +932,8 @@ class SearchIndex:
             if gen is None:
                 gen = self._start_empty()
             writer = self._locked_writer(gen, WRITER_MB)
-            count = 0
             try:
-                for change in itertools.chain([first], changes):
-                    if isinstance(change, IndexDoc):
-                        writer.delete_by_term("book_id", str(int(change.book_id)))
-                        for d in _documents(change):
-                            writer.add_document(**d)
-                    else:
-                        writer.delete_by_term("book_id", str(int(change)))
-                    count += 1
+                count = _apply(writer, itertools.chain([first], changes))
             except BaseException:
                 writer.cancel()
                 raise
@@ -986,13 +980,54 @@ class SearchIndex:
         gen = self._current_gen()
         return len(self._open(gen)._segments()) if gen is not None else 0
 
-    def _commit(self, writer, path: Path) -> None:
+    def small_segments(self) -> int:
+        """How many segments of the live index hold fewer than half the books of the largest."""
+        gen = self._current_gen()
+        return len(_small(self._open(gen)._segments())) if gen is not None else 0
+
+    def compact(self, changes_for: Callable[[list[int]], Iterable[IndexDoc | int]]) -> int:
+        """Once there are ``COMPACT_SMALL_SEGMENTS`` small segments, index their books again into
+        one and drop them; returns how many segments were dropped (0: none). ``changes_for(ids)``
+        gives the books as ``update`` takes them (the catalog's current version of each). The web
+        server calls it when no reader has asked anything for a while.
+
+        Each index update (a bundle, a librarian's edit, an import) adds a segment. A small segment
+        takes several times the disk per book of a large one (each keeps its own dictionary of
+        words and word pairs), and a search looks its words up in every segment: twenty updates of
+        30 books took a 1,075-book index from 147 to 473 MB (BENCHMARKS.md). Indexing the small
+        segments' books again costs what their updates did; Whoosh's own merge of the same
+        segments took several times as long.
+        """
+        with self._write_lock:
+            gen = self._current_gen()
+            if gen is None:
+                return 0
+            writer = self._locked_writer(gen, WRITER_MB)
+            try:
+                small = _small(writer.segments)
+                if len(small) < COMPACT_SMALL_SEGMENTS:
+                    writer.cancel()
+                    return 0
+                ids = sorted(_book_ids_in(writer, small))
+                _apply(writer, changes_for(ids))
+            except BaseException:
+                writer.cancel()
+                raise
+            # Their books deleted, the small segments hold nothing: the commit leaves them out.
+            self._commit(writer, self.folder / gen,
+                         lambda writer, segments: [seg for seg in segments if seg.doc_count() > 0])
+        with self._search_lock:
+            self._drop_searcher()  # frees the dropped segments' files now
+        logger.info("indexed the %d books of %d small segments of the search index again", len(ids), len(small))
+        return len(small)
+
+    def _commit(self, writer, path: Path, mergetype=None) -> None:
         before = set(os.listdir(path))
         # Merging runs every posting of the merged segments through Whoosh's external sort again:
         # at thousands of books that is most of an import's time and gigabytes of temporary runs.
         # Segments are merged only once there are many (search reads each segment's postings).
         merge = len(getattr(writer, "segments", ())) >= MAX_SEGMENTS
-        writer.commit(merge=merge)
+        writer.commit(merge=merge, mergetype=mergetype)
         for name in set(os.listdir(path)) - before:
             _fsync_file(path / name)
         fsync_dir(path)
@@ -1202,6 +1237,39 @@ class _KeptLengths:
 
     def __getattr__(self, name: str):
         return getattr(self._reader, name)
+
+
+def _apply(writer, changes: Iterable[IndexDoc | int]) -> int:
+    """Write ``changes`` (see ``SearchIndex.update``); returns how many there were."""
+    count = 0
+    for change in changes:
+        if isinstance(change, IndexDoc):
+            writer.delete_by_term("book_id", str(int(change.book_id)))
+            for d in _documents(change):
+                writer.add_document(**d)
+        else:
+            writer.delete_by_term("book_id", str(int(change)))
+        count += 1
+    return count
+
+
+def _small(segments) -> list:
+    """The segments holding fewer than half the books of the largest (books still in them)."""
+    largest = max((segment.doc_count() for segment in segments), default=0)
+    return [segment for segment in segments if segment.doc_count() * 2 < largest]
+
+
+def _book_ids_in(writer, segments) -> set[int]:
+    """The books with documents still in ``segments`` (of ``writer``'s index)."""
+    ids = set()
+    for segment in segments:
+        reader = SegmentReader(writer.storage, writer.schema, segment)
+        try:
+            column = reader.column_reader("book_id")
+            ids.update(int(column[docnum]) for docnum in reader.all_doc_ids())
+        finally:
+            reader.close()
+    return ids
 
 
 def _chunked(writer, limitmb: int):

@@ -674,3 +674,93 @@ def test_posting_lists_read_whole_are_those_whoosh_reads_one_posting_at_a_time(t
         assert index.search("khen").total == 399
     finally:
         index.close()
+
+
+def _answers(index, queries) -> list[tuple]:
+    out = []
+    for q in queries:
+        page = index.search(q, pagelen=300)
+        out.append((q, page.total, sorted(h.book_id for h in page.hits), dict(page.languages), dict(page.subjects)))
+    return out
+
+
+def test_the_small_segments_are_indexed_again_into_one_and_nothing_is_lost(tmp_path):
+    """A catalog indexed whole, then five small updates (one replacing a book of the large
+    segment, one removing a book of a small one): compacting leaves the large segment and one new
+    one, and every search finds the same books, the replaced book as it is now and the removed one
+    nowhere."""
+    current = {doc.book_id: doc for doc in _random_books(0, 100)}
+    index = SearchIndex(tmp_path / "index")
+    try:
+        index.rebuild(list(current.values()))
+        for k in range(5):
+            docs = _random_books(100 + 10 * k, 110 + 10 * k)
+            if k == 4:
+                docs.append(_doc(3, "từ0 chữmới"))
+            current.update((doc.book_id, doc) for doc in docs)
+            index.update(docs)
+        index.update([102])
+        del current[102]
+        assert index.segment_count() == 6 and index.small_segments() == 5
+        phrase = '"' + " ".join(current[7].chapters[0][2].split()[3:5]) + '"'
+        queries = ("từ5", "từ17 từ2", phrase, "tac gia 1 -từ3", "sach 102", "sach 3", "chữmới", "từ40 từ41")
+        before = _answers(index, queries)
+        asked: list[list[int]] = []
+
+        def changes_for(ids):
+            asked.append(list(ids))
+            return (current.get(book_id, book_id) for book_id in ids)
+
+        assert index.compact(changes_for) == 5
+        # The books the small segments hold: book 3's new version among them, 102's removed one not.
+        assert sorted(asked[0]) == [3, *(n for n in range(100, 150) if n != 102)]
+        assert index.segment_count() == 2 and index.small_segments() == 0
+        assert _answers(index, queries) == before
+        assert index.book_ids() == set(current)
+        assert index.search("chữmới").total == 1 and 102 not in {h.book_id for h in index.search("sach 102").hits}
+        assert index.compact(changes_for) == 0 and len(asked) == 1  # nothing small left to do
+    finally:
+        index.close()
+
+
+def test_fewer_small_segments_than_the_threshold_are_left_as_they_are(tmp_path):
+    index = SearchIndex(tmp_path / "index")
+    try:
+        index.rebuild(_random_books(0, 100))
+        for k in range(search_module.COMPACT_SMALL_SEGMENTS - 1):
+            index.update(_random_books(100 + k, 101 + k))
+        assert index.compact(lambda ids: pytest.fail("nothing should be indexed again")) == 0
+        assert index.segment_count() == search_module.COMPACT_SMALL_SEGMENTS
+    finally:
+        index.close()
+
+
+def test_the_server_compacts_the_index_only_when_readers_leave_it_idle(settings, make_epub, app, client):
+    """Four small imports after a large one: while a phone keeps asking for pages nothing is
+    merged; once nobody has asked anything for the idle time, the keeper indexes the small
+    segments' books again into one, and every book is still found."""
+    import time
+
+    from appliance.background import start_index_keeper
+
+    import_files(settings, [make_epub(title=f"Sách {n}", chapters=[("Một", [f"Có chữ{n} ở bản."])])
+                            for n in range(8)])
+    for n in range(8, 12):
+        import_files(settings, [make_epub(title=f"Sách {n}", chapters=[("Một", [f"Có chữ{n} ở bản."])])])
+    index = app.extensions["library"].index
+    assert index.segment_count() == 5 and index.small_segments() == 4
+    stop = start_index_keeper(app, interval=0.05, compact_idle=0.5)
+    try:
+        busy_until = time.monotonic() + 2.0
+        while time.monotonic() < busy_until:
+            assert client.get("/").status_code == 200
+            time.sleep(0.05)
+        assert index.segment_count() == 5
+        deadline = time.monotonic() + 30
+        while index.segment_count() != 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert index.segment_count() == 2
+    finally:
+        stop.set()
+    assert [index.search(f"chữ{n}").total for n in range(12)] == [1] * 12
+    assert client.get("/search?q=chu11").get_data(as_text=True).count("Sách 11") >= 1
