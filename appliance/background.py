@@ -13,20 +13,21 @@ from .search import COMPACT_SMALL_SEGMENTS
 logger = logging.getLogger(__name__)
 
 INDEX_CHECK_SECONDS = 5.0
-# The index's small segments are merged once no reader has asked anything for this long (the merge
-# takes a core for a while: seconds for a few hundred books, minutes on a Pi for thousands).
+# The books of the index's small segments are indexed again into one once no reader has asked
+# anything for this long (it takes a core for a while: about a minute for a few hundred books here,
+# several on a Pi).
 COMPACT_IDLE_SECONDS = 300.0
-COMPACT_RETRY_SECONDS = 3600.0  # after a merge failed
+COMPACT_RETRY_SECONDS = 3600.0  # after a compaction failed
 
 
 def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDEX_CHECK_SECONDS,
                        compact_idle: float = COMPACT_IDLE_SECONDS) -> None:
     """Bring the index up to date at start (rebuilding it if broken), then replay new catalog
-    changes (from imports, bundles or the admin pages) every few seconds, and merge the small
+    changes (from imports, bundles or the admin pages) every few seconds, and compact the small
     segments those changes leave once the box has had no request for ``compact_idle`` seconds."""
     state = app.extensions["library"]
     first = True
-    compact_after = 0.0  # monotonic time before which no merge is tried
+    compact_after = 0.0  # monotonic time before which no compaction is tried
     while not stop.is_set():
         try:
             db = state.connect_db()
@@ -56,7 +57,7 @@ def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDE
                             db.close()
             except Exception:
                 compact_after = time.monotonic() + COMPACT_RETRY_SECONDS
-                logger.exception("merging the search index's small segments failed; the index is as it was")
+                logger.exception("compacting the search index's small segments failed; the index is as it was")
         stop.wait(interval)
 
 

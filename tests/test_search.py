@@ -735,6 +735,16 @@ def test_fewer_small_segments_than_the_threshold_are_left_as_they_are(tmp_path):
         index.close()
 
 
+def _one_large_import_and_four_small(settings, make_epub) -> None:
+    """Books 0-7 in one import (a segment), then books 8-11 one import each (four small ones)."""
+    def book(n: int):
+        return make_epub(title=f"Sách {n}", chapters=[("Một", [f"Có chữ{n} ở bản."])])
+
+    import_files(settings, [book(n) for n in range(8)])
+    for n in range(8, 12):
+        import_files(settings, [book(n)])
+
+
 def test_the_server_compacts_the_index_only_when_readers_leave_it_idle(settings, make_epub, app, client):
     """Four small imports after a large one: while a phone keeps asking for pages nothing is
     merged; once nobody has asked anything for the idle time, the keeper indexes the small
@@ -743,10 +753,7 @@ def test_the_server_compacts_the_index_only_when_readers_leave_it_idle(settings,
 
     from appliance.background import start_index_keeper
 
-    import_files(settings, [make_epub(title=f"Sách {n}", chapters=[("Một", [f"Có chữ{n} ở bản."])])
-                            for n in range(8)])
-    for n in range(8, 12):
-        import_files(settings, [make_epub(title=f"Sách {n}", chapters=[("Một", [f"Có chữ{n} ở bản."])])])
+    _one_large_import_and_four_small(settings, make_epub)
     index = app.extensions["library"].index
     assert index.segment_count() == 5 and index.small_segments() == 4
     stop = start_index_keeper(app, interval=0.05, compact_idle=0.5)
@@ -764,3 +771,31 @@ def test_the_server_compacts_the_index_only_when_readers_leave_it_idle(settings,
         stop.set()
     assert [index.search(f"chữ{n}").total for n in range(12)] == [1] * 12
     assert client.get("/search?q=chu11").get_data(as_text=True).count("Sách 11") >= 1
+
+
+def test_a_compaction_that_fails_leaves_the_index_serving_and_is_not_tried_again_at_once(
+        settings, make_epub, app, monkeypatch):
+    import time
+
+    from appliance.background import start_index_keeper
+
+    _one_large_import_and_four_small(settings, make_epub)
+    tried = []
+
+    def failing(db, index):
+        tried.append(time.monotonic())
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(indexing, "compact", failing)
+    state = app.extensions["library"]
+    stop = start_index_keeper(app, interval=0.02, compact_idle=0)
+    try:
+        deadline = time.monotonic() + 10
+        while not tried and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)  # some 25 rounds of the keeper
+    finally:
+        stop.set()
+    assert len(tried) == 1 and state.index_state == "current"
+    assert state.index.segment_count() == 5
+    assert [state.index.search(f"chữ{n}").total for n in range(12)] == [1] * 12
