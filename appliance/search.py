@@ -112,8 +112,11 @@ DESCRIPTION_CHARS = 2_000
 WRITE_TIMEOUT = 120.0  # seconds to wait for another writer before giving up
 WRITER_MB = 32  # Whoosh writer memory before it spills to disk
 MAX_SEGMENTS = 32  # an index update merges segments only when there are this many
-# ``compact`` merges the small segments (under half the books of the largest) once there are this many.
+# ``compact`` indexes the books of the small segments (under half the books of the largest) again
+# once there are this many, the smallest first and at most COMPACT_MAX_BOOKS books at a time (a few
+# minutes of a Pi's core; larger segments wait for the merge at MAX_SEGMENTS or a reindex).
 COMPACT_SMALL_SEGMENTS = 4
+COMPACT_MAX_BOOKS = 2_000
 REBUILD_WRITER_MB = 64
 RUN_CHUNK = 4096  # postings per pickle in the writer's sorted runs (``ChunkedPostingPool``)
 
@@ -981,15 +984,15 @@ class SearchIndex:
         return len(self._open(gen)._segments()) if gen is not None else 0
 
     def small_segments(self) -> int:
-        """How many segments of the live index hold fewer than half the books of the largest."""
+        """How many segments ``compact`` would take now (if there are enough of them)."""
         gen = self._current_gen()
         return len(_small(self._open(gen)._segments())) if gen is not None else 0
 
     def compact(self, changes_for: Callable[[list[int]], Iterable[IndexDoc | int]]) -> int:
-        """Once there are ``COMPACT_SMALL_SEGMENTS`` small segments, index their books again into
-        one and drop them; returns how many segments were dropped (0: none). ``changes_for(ids)``
-        gives the books as ``update`` takes them (the catalog's current version of each). The web
-        server calls it when no reader has asked anything for a while.
+        """Once there are ``COMPACT_SMALL_SEGMENTS`` small segments (see ``_small``), index their
+        books again into one and drop them; returns how many segments were dropped (0: none).
+        ``changes_for(ids)`` gives the books as ``update`` takes them (the catalog's current version
+        of each). The web server calls it when no reader has asked anything for a while.
 
         Each index update (a bundle, a librarian's edit, an import) adds a segment. A small segment
         takes several times the disk per book of a large one (each keeps its own dictionary of
@@ -1254,9 +1257,16 @@ def _apply(writer, changes: Iterable[IndexDoc | int]) -> int:
 
 
 def _small(segments) -> list:
-    """The segments holding fewer than half the books of the largest (books still in them)."""
+    """Of the segments holding fewer than half the books of the largest (books still in them), the
+    smallest, as many as hold at most ``COMPACT_MAX_BOOKS`` books together."""
     largest = max((segment.doc_count() for segment in segments), default=0)
-    return [segment for segment in segments if segment.doc_count() * 2 < largest]
+    chosen, books = [], 0
+    for segment in sorted((s for s in segments if s.doc_count() * 2 < largest), key=lambda s: s.doc_count()):
+        if books + segment.doc_count() > COMPACT_MAX_BOOKS:
+            break
+        chosen.append(segment)
+        books += segment.doc_count()
+    return chosen
 
 
 def _book_ids_in(writer, segments) -> set[int]:

@@ -799,3 +799,21 @@ def test_a_compaction_that_fails_leaves_the_index_serving_and_is_not_tried_again
     assert len(tried) == 1 and state.index_state == "current"
     assert state.index.segment_count() == 5
     assert [state.index.search(f"chữ{n}").total for n in range(12)] == [1] * 12
+
+
+def test_a_compaction_takes_the_smallest_segments_up_to_a_number_of_books(tmp_path, monkeypatch):
+    index = SearchIndex(tmp_path / "index")
+    try:
+        index.rebuild(_random_books(0, 100))
+        for k, size in enumerate((12, 10, 11, 10, 10)):
+            index.update(_random_books(100 + 20 * k, 100 + 20 * k + size))
+        monkeypatch.setattr(search_module, "COMPACT_MAX_BOOKS", 30)  # 10 + 10 + 10: three, not enough
+        assert index.small_segments() == 3
+        assert index.compact(lambda ids: pytest.fail("nothing should be indexed again")) == 0
+        monkeypatch.setattr(search_module, "COMPACT_MAX_BOOKS", 41)  # 10 + 10 + 10 + 11
+        assert index.compact(lambda ids: (doc for doc in _random_books(100, 200) if doc.book_id in ids)) == 4
+        assert index.segment_count() == 3  # the large one, the one of 12 books, the new one of 41
+        assert index.book_ids() == set(range(100)) | {100 + 20 * k + n for k, size in enumerate((12, 10, 11, 10, 10))
+                                                      for n in range(size)}
+    finally:
+        index.close()
