@@ -996,10 +996,10 @@ class SearchIndex:
 
         Each index update (a bundle, a librarian's edit, an import) adds a segment. A small segment
         takes several times the disk per book of a large one (each keeps its own dictionary of
-        words and word pairs), and a search looks its words up in every segment: twenty updates of
-        30 books took a 1,075-book index from 147 to 473 MB (BENCHMARKS.md). Indexing the small
-        segments' books again costs what their updates did; Whoosh's own merge of the same
-        segments took several times as long.
+        words and word pairs), and a search looks its words up in every segment: twenty imports of
+        30 books took a 1,075-book index from 147 to 461 MB and its search p95 from 10 to 40 ms
+        (BENCHMARKS.md). Indexing the small segments' books again took less than their imports
+        did; Whoosh's own merge of such segments took twice as long as that.
         """
         with self._write_lock:
             gen = self._current_gen()
