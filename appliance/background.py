@@ -73,8 +73,8 @@ def start_index_keeper(app: Flask, interval: float = INDEX_CHECK_SECONDS,
 def start_index_rebuild(app: Flask) -> bool:
     """Rebuild the search index in a background thread (for the admin page's button).
 
-    Returns False when a rebuild started this way is still running. Searches fall back to titles
-    and authors from the catalog meanwhile (see appliance/finder.py).
+    Returns False when a rebuild started this way is still running. Searches use the current index
+    meanwhile; where there is none, titles and authors from the catalog (see appliance/finder.py).
     """
     state = app.extensions["library"]
     with _rebuild_guard:

@@ -209,3 +209,40 @@ def test_system_page_shows_sync_and_sync_now_needs_a_hub(admin_client):
     answer = post_form(admin_client, "/admin/sync", page="/admin/system")
     assert answer.status_code == 303
     assert "No hub address" in admin_client.get("/admin/system").get_data(as_text=True)
+
+
+def test_the_rebuild_button_rebuilds_while_searches_use_the_current_index(admin_client, settings, make_epub,
+                                                                           monkeypatch):
+    """The librarian's "Rebuild index": while the new index is being written (held here until the
+    test lets it go), a search for a word inside a chapter still finds its book in full text; a
+    second press is refused; at the end the new index answers."""
+    import threading
+
+    from appliance import indexing
+    from tests.conftest import import_files
+
+    import_files(settings, [make_epub(title="Đường về bản", chapters=[("Một", ["Tiếng khèn vọng lại từ đồi."])])])
+    before = sorted(p.name for p in settings.index_dir.glob("gen-*"))
+    reading, go_on = threading.Event(), threading.Event()
+    all_docs = indexing.all_docs
+
+    def held(db):
+        reading.set()
+        assert go_on.wait(30)
+        yield from all_docs(db)
+
+    monkeypatch.setattr(indexing, "all_docs", held)
+    answer = post_form(admin_client, "/admin/system/reindex", page="/admin/system", follow_redirects=True)
+    assert "Searches use the current one until the new one is ready" in answer.get_data(as_text=True)
+    assert reading.wait(10)
+    page = admin_client.get("/search?q=khen+vong").get_data(as_text=True)
+    assert "Đường về bản" in page and "only titles and authors" not in page
+    again = post_form(admin_client, "/admin/system/reindex", page="/admin/system", follow_redirects=True)
+    assert "already being rebuilt" in again.get_data(as_text=True)
+    go_on.set()
+    thread = admin_client.application.extensions["index_rebuild_thread"]
+    thread.join(30)
+    assert not thread.is_alive()
+    assert sorted(p.name for p in settings.index_dir.glob("gen-*")) != before
+    assert "Đường về bản" in admin_client.get("/search?q=khen+vong").get_data(as_text=True)
+    assert "<strong>current</strong>" in admin_client.get("/admin/system").get_data(as_text=True)

@@ -39,7 +39,7 @@ def rebuild_running() -> bool:
 @bp.post("/system/reindex")
 def reindex():
     if start_index_rebuild(current_app._get_current_object()):
-        flash("The search index is being rebuilt. Search keeps working (titles and authors) meanwhile.")
+        flash("The search index is being rebuilt. Searches use the current one until the new one is ready.")
     else:
         flash("The search index is already being rebuilt.")
     return redirect(url_for("admin.system"), code=303)
