@@ -1,4 +1,4 @@
-"""Power cuts during an import: kill -9 at random moments, then restart."""
+"""Power cuts during an import, a rebuild or a compaction of the index: kill -9 at random moments, then restart."""
 from __future__ import annotations
 
 import os
@@ -110,3 +110,69 @@ def test_kill_during_index_rebuild_then_search_works(settings, make_epub, tmp_pa
         index.close()
         db.close()
     assert outcomes <= {"rebuilt", "caught-up", "current"}
+
+
+COMPACT = """
+import sys
+from appliance import db as dbmod, indexing
+from appliance.search import SearchIndex
+db = dbmod.connect(sys.argv[1])
+print(indexing.compact(db, SearchIndex(sys.argv[2])))
+"""
+
+
+@pytest.mark.slow
+def test_kill_during_a_compaction_leaves_the_index_as_it_was_or_compacted(settings, make_epub, tmp_path):
+    """The server's compaction cut at moments spread over the time a whole one takes (measured on a
+    copy first): each time the index opens with every book in it, in its five segments or in the two
+    a finished compaction leaves, and a last run ends it."""
+    import shutil
+
+    from tests.conftest import import_files
+
+    rng = random.Random(13)
+    words = "gió mưa nương rẫy khèn trăng suối đá nhà sàn bếp lửa".split()
+
+    def books(first: int, count: int, folder: str) -> list:
+        return [make_epub(title=f"Truyện bản {n}", folder=tmp_path / folder,
+                          chapters=[(f"Phần {k}", [" ".join(rng.choice(words) for _ in range(80)) + f" dấu{n}"
+                                                   for _ in range(30)]) for k in range(3)])
+                for n in range(first, first + count)]
+
+    import_files(settings, books(0, 40, "large"))
+    for k in range(4):
+        import_files(settings, books(40 + 15 * k, 15, f"small{k}"))
+    everything = set(range(1, 101))
+
+    def compaction(index_dir) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", COMPACT, str(settings.db_path), str(index_dir)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    shutil.copytree(settings.index_dir, tmp_path / "copy")
+    started = time.monotonic()
+    out, err = compaction(tmp_path / "copy").communicate(timeout=300)
+    whole = time.monotonic() - started
+    assert out.strip() == "4", err
+    seen = []
+    for trial in range(5):
+        proc = compaction(settings.index_dir)
+        time.sleep(whole * (0.3 + 0.6 * rng.random()))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        index = SearchIndex(settings.index_dir)
+        try:
+            seen.append(index.segment_count())
+            assert seen[-1] in (5, 2), f"trial {trial}"
+            assert index.book_ids() == everything, f"trial {trial}"
+            assert [index.search(f"dau{n}").total for n in range(100)] == [1] * 100, f"trial {trial}"
+        finally:
+            index.close()
+    assert 5 in seen  # at least one cut landed inside a compaction
+    out, err = compaction(settings.index_dir).communicate(timeout=300)
+    assert out.strip() in ("4", "0"), err
+    index = SearchIndex(settings.index_dir)
+    try:
+        assert index.segment_count() == 2 and index.book_ids() == everything
+        assert [index.search(f"dau{n}").total for n in range(100)] == [1] * 100
+    finally:
+        index.close()
