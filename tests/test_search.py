@@ -676,6 +676,14 @@ def test_posting_lists_read_whole_are_those_whoosh_reads_one_posting_at_a_time(t
         index.close()
 
 
+@pytest.fixture
+def index(tmp_path):
+    """An empty index in the test's folder, closed at the end."""
+    index = SearchIndex(tmp_path / "index")
+    yield index
+    index.close()
+
+
 def _answers(index, queries) -> list[tuple]:
     out = []
     for q in queries:
@@ -684,55 +692,49 @@ def _answers(index, queries) -> list[tuple]:
     return out
 
 
-def test_the_small_segments_are_indexed_again_into_one_and_nothing_is_lost(tmp_path):
+def test_the_small_segments_are_indexed_again_into_one_and_nothing_is_lost(index):
     """A catalog indexed whole, then five small updates (one replacing a book of the large
     segment, one removing a book of a small one): compacting leaves the large segment and one new
     one, and every search finds the same books, the replaced book as it is now and the removed one
     nowhere."""
     current = {doc.book_id: doc for doc in _random_books(0, 100)}
-    index = SearchIndex(tmp_path / "index")
-    try:
-        index.rebuild(list(current.values()))
-        for k in range(5):
-            docs = _random_books(100 + 10 * k, 110 + 10 * k)
-            if k == 4:
-                docs.append(_doc(3, "từ0 chữmới"))
-            current.update((doc.book_id, doc) for doc in docs)
-            index.update(docs)
-        index.update([102])
-        del current[102]
-        assert index.segment_count() == 6 and index.small_segments() == 5
-        phrase = '"' + " ".join(current[7].chapters[0][2].split()[3:5]) + '"'
-        queries = ("từ5", "từ17 từ2", phrase, "tac gia 1 -từ3", "sach 102", "sach 3", "chữmới", "từ40 từ41")
-        before = _answers(index, queries)
-        asked: list[list[int]] = []
+    index.rebuild(list(current.values()))
+    for k in range(5):
+        docs = _random_books(100 + 10 * k, 110 + 10 * k)
+        if k == 4:
+            docs.append(_doc(3, "từ0 chữmới"))
+        current.update((doc.book_id, doc) for doc in docs)
+        index.update(docs)
+    index.update([102])
+    del current[102]
+    assert index.segment_count() == 6 and index.small_segments() == 5
+    phrase = '"' + " ".join(current[7].chapters[0][2].split()[3:5]) + '"'
+    queries = ("từ5", "từ17 từ2", phrase, "tac gia 1 -từ3", "sach 102", "sach 3", "chữmới", "từ40 từ41")
+    before = _answers(index, queries)
+    asked: list[list[int]] = []
 
-        def changes_for(ids):
-            asked.append(list(ids))
-            return (current.get(book_id, book_id) for book_id in ids)
+    def changes_for(ids):
+        asked.append(list(ids))
+        return (current.get(book_id, book_id) for book_id in ids)
 
-        assert index.compact(changes_for) == 5
-        # The books the small segments hold: book 3's new version among them, 102's removed one not.
-        assert sorted(asked[0]) == [3, *(n for n in range(100, 150) if n != 102)]
-        assert index.segment_count() == 2 and index.small_segments() == 0
-        assert _answers(index, queries) == before
-        assert index.book_ids() == set(current)
-        assert index.search("chữmới").total == 1 and 102 not in {h.book_id for h in index.search("sach 102").hits}
-        assert index.compact(changes_for) == 0 and len(asked) == 1  # nothing small left to do
-    finally:
-        index.close()
+    assert index.compact(changes_for) == 5
+    # The books the small segments hold: book 3's new version among them, 102's removed one not.
+    assert sorted(asked[0]) == [3, *(n for n in range(100, 150) if n != 102)]
+    assert index.segment_count() == 2 and index.small_segments() == 0
+    assert _answers(index, queries) == before
+    assert index.book_ids() == set(current)
+    assert index.search("chữmới").total == 1 and 102 not in {h.book_id for h in index.search("sach 102").hits}
+    assert index.compact(changes_for) == 0 and len(asked) == 1  # nothing small left to do
 
 
-def test_fewer_small_segments_than_the_threshold_are_left_as_they_are(tmp_path):
-    index = SearchIndex(tmp_path / "index")
-    try:
-        index.rebuild(_random_books(0, 100))
-        for k in range(search_module.COMPACT_SMALL_SEGMENTS - 1):
-            index.update(_random_books(100 + k, 101 + k))
-        assert index.compact(lambda ids: pytest.fail("nothing should be indexed again")) == 0
-        assert index.segment_count() == search_module.COMPACT_SMALL_SEGMENTS
-    finally:
-        index.close()
+
+def test_fewer_small_segments_than_the_threshold_are_left_as_they_are(index):
+    index.rebuild(_random_books(0, 100))
+    for k in range(search_module.COMPACT_SMALL_SEGMENTS - 1):
+        index.update(_random_books(100 + k, 101 + k))
+    assert index.compact(lambda ids: pytest.fail("nothing should be indexed again")) == 0
+    assert index.segment_count() == search_module.COMPACT_SMALL_SEGMENTS
+
 
 
 def _one_large_import_and_four_small(settings, make_epub) -> None:
@@ -801,19 +803,15 @@ def test_a_compaction_that_fails_leaves_the_index_serving_and_is_not_tried_again
     assert [state.index.search(f"chữ{n}").total for n in range(12)] == [1] * 12
 
 
-def test_a_compaction_takes_the_smallest_segments_up_to_a_number_of_books(tmp_path, monkeypatch):
-    index = SearchIndex(tmp_path / "index")
-    try:
-        index.rebuild(_random_books(0, 100))
-        for k, size in enumerate((12, 10, 11, 10, 10)):
-            index.update(_random_books(100 + 20 * k, 100 + 20 * k + size))
-        monkeypatch.setattr(search_module, "COMPACT_MAX_BOOKS", 30)  # 10 + 10 + 10: three, not enough
-        assert index.small_segments() == 3
-        assert index.compact(lambda ids: pytest.fail("nothing should be indexed again")) == 0
-        monkeypatch.setattr(search_module, "COMPACT_MAX_BOOKS", 41)  # 10 + 10 + 10 + 11
-        assert index.compact(lambda ids: (doc for doc in _random_books(100, 200) if doc.book_id in ids)) == 4
-        assert index.segment_count() == 3  # the large one, the one of 12 books, the new one of 41
-        assert index.book_ids() == set(range(100)) | {100 + 20 * k + n for k, size in enumerate((12, 10, 11, 10, 10))
-                                                      for n in range(size)}
-    finally:
-        index.close()
+def test_a_compaction_takes_the_smallest_segments_up_to_a_number_of_books(index, monkeypatch):
+    index.rebuild(_random_books(0, 100))
+    for k, size in enumerate((12, 10, 11, 10, 10)):
+        index.update(_random_books(100 + 20 * k, 100 + 20 * k + size))
+    monkeypatch.setattr(search_module, "COMPACT_MAX_BOOKS", 30)  # 10 + 10 + 10: three, not enough
+    assert index.small_segments() == 3
+    assert index.compact(lambda ids: pytest.fail("nothing should be indexed again")) == 0
+    monkeypatch.setattr(search_module, "COMPACT_MAX_BOOKS", 41)  # 10 + 10 + 10 + 11
+    assert index.compact(lambda ids: (doc for doc in _random_books(100, 200) if doc.book_id in ids)) == 4
+    assert index.segment_count() == 3  # the large one, the one of 12 books, the new one of 41
+    assert index.book_ids() == set(range(100)) | {100 + 20 * k + n for k, size in enumerate((12, 10, 11, 10, 10))
+                                                  for n in range(size)}
