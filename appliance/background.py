@@ -8,7 +8,7 @@ import time
 from flask import Flask
 
 from . import indexing
-from .search import COMPACT_SMALL_SEGMENTS
+from .search import COMPACT_SMALL_SEGMENTS, IndexBusy
 
 logger = logging.getLogger(__name__)
 
@@ -48,17 +48,24 @@ def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDE
             logger.exception("keeping the search index current failed; will retry")
         if state.index_state == "current" and state.idle_seconds() >= compact_idle and time.monotonic() >= compact_after:
             try:
-                with state.index_lock:
-                    if state.index.small_segments() >= COMPACT_SMALL_SEGMENTS:
-                        db = state.connect_db()
-                        try:
-                            indexing.compact(db, state.index)  # searches go on, on the segments as they were
-                        finally:
-                            db.close()
+                _compact(state)
+            except IndexBusy:  # another process (an import) is writing to it: after the next idle spell
+                compact_after = time.monotonic() + compact_idle
+                logger.info("the search index is busy; compacting it later")
             except Exception:
                 compact_after = time.monotonic() + COMPACT_RETRY_SECONDS
                 logger.exception("compacting the search index's small segments failed; the index is as it was")
         stop.wait(interval)
+
+
+def _compact(state) -> None:
+    with state.index_lock:
+        if state.index.small_segments() >= COMPACT_SMALL_SEGMENTS:
+            db = state.connect_db()
+            try:
+                indexing.compact(db, state.index)  # searches go on, on the segments as they were
+            finally:
+                db.close()
 
 
 def start_index_keeper(app: Flask, interval: float = INDEX_CHECK_SECONDS,
