@@ -727,14 +727,12 @@ def test_the_small_segments_are_indexed_again_into_one_and_nothing_is_lost(index
     assert index.compact(changes_for) == 0 and len(asked) == 1  # nothing small left to do
 
 
-
 def test_fewer_small_segments_than_the_threshold_are_left_as_they_are(index):
     index.rebuild(_random_books(0, 100))
     for k in range(search_module.COMPACT_SMALL_SEGMENTS - 1):
         index.update(_random_books(100 + k, 101 + k))
     assert index.compact(lambda ids: pytest.fail("nothing should be indexed again")) == 0
     assert index.segment_count() == search_module.COMPACT_SMALL_SEGMENTS
-
 
 
 def _one_large_import_and_four_small(settings, make_epub) -> None:
