@@ -15,6 +15,7 @@ from .fsutil import atomic_write_text
 from .lru import SizedLRU
 from .search import SearchIndex
 from .settings import Settings
+from .webworkers import Board
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +38,21 @@ class LibraryState:
         self.rendered_chapters = SizedLRU(RENDERED_CHAPTERS_BYTES)
         self.index_state = "unknown"  # unknown | current | rebuilding | failed
         self.stats = None  # appliance.stats.Recorder, set by create_app
-        self.last_request = time.monotonic()  # when a request last came in (create_app notes it)
+        # When a request last came in (create_app notes it), this process's slot of the board
+        # the server's processes share (appliance.webworkers).
+        self.board = Board.private()
+        self.slot = 0
         self._local = threading.local()
         self._connections: list = []
         self._connections_lock = threading.Lock()
 
+    def note_request(self) -> None:
+        self.board.note(self.slot)
+
     def idle_seconds(self) -> float:
-        """How long no request has come in (or since the state was made)."""
-        return time.monotonic() - self.last_request
+        """How long no request has come in to any of the server's processes (or since the state
+        was made)."""
+        return time.monotonic() - self.board.latest()
 
     def open_db(self):
         """The catalog connection of this thread, opened once and kept: opening one per request
@@ -177,6 +185,9 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
                                                            cookies=(i18n.COOKIE,))},
                             lambda: dbmod.page_state(state.open_db()))
     app.wsgi_app = _noting_requests(app.wsgi_app, state)
+    from .background import Jobs
+
+    app.extensions["jobs"] = Jobs(app)
     return app
 
 
@@ -185,7 +196,7 @@ def _noting_requests(wsgi_app, state: LibraryState):
     readers' pages waits until nobody has asked anything for a while: appliance.background)."""
 
     def noted(environ, start_response):
-        state.last_request = time.monotonic()
+        state.note_request()
         return wsgi_app(environ, start_response)
 
     return noted

@@ -77,24 +77,64 @@ def start_index_keeper(app: Flask, interval: float = INDEX_CHECK_SECONDS,
     return stop
 
 
-def start_index_rebuild(app: Flask) -> bool:
-    """Rebuild the search index in a background thread (for the admin page's button).
+def jobs() -> Jobs:
+    """The librarian's jobs of this app (the first process's, in a worker)."""
+    from flask import current_app
 
-    Returns False when a rebuild started this way is still running. Searches use the current index
-    meanwhile; where there is none, titles and authors from the catalog (see appliance/finder.py).
-    """
-    state = app.extensions["library"]
-    with _rebuild_guard:
-        running = app.extensions.get("index_rebuild_thread")
-        if running is not None and running.is_alive():
-            return False
-        thread = threading.Thread(target=_rebuild_index, args=(state,), name="index-rebuild", daemon=True)
-        app.extensions["index_rebuild_thread"] = thread
-        thread.start()
-    return True
+    return current_app.extensions["jobs"]
 
 
-_rebuild_guard = threading.Lock()
+class Jobs:
+    """The work a librarian starts from the system page, in threads of this process, one of each
+    kind at a time. A server of several processes has one, in its first process (the others ask
+    it: appliance.webworkers), so a second press is refused whichever process answers it."""
+
+    def __init__(self, app: Flask):
+        self.app = app
+        self._guard = threading.Lock()
+        self._rebuild: threading.Thread | None = None
+        self._sync: threading.Thread | None = None
+
+    def index_state(self) -> str:
+        """unknown, current, rebuilding or failed: as the thread keeping the index sees it."""
+        return self.app.extensions["library"].index_state
+
+    def start_index_rebuild(self) -> bool:
+        """Rebuild the search index in a thread; False when a rebuild started here still runs.
+
+        Searches use the current index meanwhile; where there is none, titles and authors from the
+        catalog (see appliance/finder.py)."""
+        with self._guard:
+            if self.rebuild_running():
+                return False
+            self._rebuild = threading.Thread(target=_rebuild_index, args=(self.app.extensions["library"],),
+                                             name="index-rebuild", daemon=True)
+            self._rebuild.start()
+        return True
+
+    def rebuild_running(self) -> bool:
+        return self._rebuild is not None and self._rebuild.is_alive()
+
+    def start_sync(self) -> bool:
+        """Run every job of the sync agent once, in a thread; False when one started here still runs."""
+        from content_sync.agent import SyncAgent
+
+        with self._guard:
+            if self.sync_running():
+                return False
+            self._sync = threading.Thread(target=SyncAgent(self.app.extensions["library"].settings).run_once,
+                                          name="sync-now", daemon=True)
+            self._sync.start()
+        return True
+
+    def sync_running(self) -> bool:
+        return self._sync is not None and self._sync.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the jobs started here (for tests)."""
+        for thread in (self._rebuild, self._sync):
+            if thread is not None:
+                thread.join(timeout)
 
 
 def _rebuild_index(state) -> None:

@@ -5,7 +5,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 
 import click
@@ -143,9 +142,10 @@ def run_server(settings: Settings) -> None:
     from .admin_cli import announce_setup_code
     from .app import create_app
     from .background import start_index_keeper
-    from .httpserver import create_server, serve_until
+    from .httpserver import StopFlag, create_server, serve_until
     from .memory import MemoryTrimmer, limit_arenas
     from .uploads import prepare_server
+    from .webworkers import Workers, worker_count
 
     limit_arenas()
     app = create_app(settings)
@@ -158,20 +158,30 @@ def run_server(settings: Settings) -> None:
         from .discovery import start_for_box
 
         discovery = start_for_box(settings, server.effective_port, app)
+    count = worker_count(settings)
+    workers = Workers(app, server, settings, count) if count > 1 else None
+    trimmer = MemoryTrimmer()
 
-    def stop(signum, frame):
-        stopping.set()
+    def tick() -> None:
+        trimmer.tick()
+        if workers is not None:
+            workers.check()
 
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, stop)
+    stopping = StopFlag()
+    signal.signal(signal.SIGTERM, stopping.set)
     host, port = server.effective_host, server.effective_port
-    click.echo(f"Library open at http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}/")
     try:
-        serve_until(server, stopping, idle=MemoryTrimmer().tick)
+        if workers is not None:
+            workers.start()
+        click.echo(f"Library open at http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}/"
+                   + (f" ({count} processes)" if count > 1 else ""))
+        serve_until(server, stopping, idle=tick)
     except KeyboardInterrupt:
         server.close()
     finally:
         logger.info("stopping")
+        if workers is not None:
+            workers.stop()
         keeper.set()
         if discovery is not None:
             discovery.close()

@@ -5,8 +5,10 @@ named migration function appended below; an applied migration is never edited.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlite_utils
@@ -17,13 +19,42 @@ logger = logging.getLogger(__name__)
 migrations = Migrations("library")
 
 
+class Catalog(sqlite_utils.Database):
+    """sqlite-utils' Database whose outermost ``atomic()`` takes the write lock when it begins.
+
+    Several processes write the catalog: the server's (statistics every second, edits), the sync
+    agent, imports. In WAL mode a transaction that reads before it writes (a plain BEGIN) cannot
+    write once another process has committed since its read: SQLite answers "database is locked"
+    at once, busy timeout or not. BEGIN IMMEDIATE waits for the write lock first (up to the busy
+    timeout), so what the transaction reads is still current when it writes.
+    """
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[Catalog]:
+        if self.conn.in_transaction:  # nested: sqlite-utils' savepoint
+            with super().atomic():
+                yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            self.conn.rollback()
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.rollback()
+            raise
+
+
 def connect(path: Path, *, migrate: bool = True) -> sqlite_utils.Database:
     """Open the catalog in WAL mode with a generous busy timeout (two processes write)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 30000")
-    db = sqlite_utils.Database(conn, execute_plugins=False)
+    db = Catalog(conn, execute_plugins=False)
     # WAL is kept in the file once set; asking costs more than a small query, so only the
     # connection that applies the migrations asks.
     if migrate and db.journal_mode != "wal":

@@ -46,11 +46,31 @@ def create_server(app, **options):
     return server
 
 
+def listening_sockets(server) -> list:
+    """The sockets ``server`` accepts connections on (one per address)."""
+    return [listener.socket for listener in _socket_map(server).values() if isinstance(listener, BaseWSGIServer)]
+
+
 def _socket_map(server) -> dict:
     return getattr(server, "map", None) or server._map
 
 
-def serve_until(server, stopping: threading.Event, tick: float = 0.5, idle=None) -> None:
+class StopFlag:
+    """What a signal handler sets to stop ``serve_until``. Not a threading.Event: its ``set()``
+    takes a lock, and a second signal arriving inside the first handler's ``set()`` waited for
+    that lock forever (a worker got its first process's death signal and a SIGTERM at once)."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self, *_signal_args) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+def serve_until(server, stopping: threading.Event | StopFlag, tick: float = 0.5, idle=None) -> None:
     """Run waitress's loop until ``stopping`` is set (by SIGTERM), then let running requests finish.
 
     waitress itself stops only on KeyboardInterrupt; raising from a signal handler can land inside a

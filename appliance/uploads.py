@@ -76,12 +76,18 @@ def server_temp_folder(settings: Settings) -> Path:
 
 
 def prepare_server(settings: Settings) -> dict[str, int]:
-    """At server start: clear what interrupted uploads left, keep the process's temporary files
-    (waitress spools request bodies over 512 KB to them) in the data folder rather than in /tmp,
-    which is RAM on many boxes, and return waitress options capping the request body size."""
+    """At server start (in its first process): clear what interrupted uploads left, then
+    ``server_options``."""
     clean_staging(settings)
+    shutil.rmtree(server_temp_folder(settings), ignore_errors=True)
+    return server_options(settings)
+
+
+def server_options(settings: Settings) -> dict[str, int]:
+    """For each process of the server: keep its temporary files (waitress spools request bodies
+    over 512 KB to them) in the data folder rather than in /tmp, which is RAM on many boxes, and
+    return waitress options capping the request body size."""
     folder = server_temp_folder(settings)
-    shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     tempfile.tempdir = str(folder)
     # A little above the upload limit, so that Flask answers a slightly bigger upload with its own

@@ -20,14 +20,14 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 def process_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of ``workers`` spawned processes that are killed when this process ends."""
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_die_with_parent, initargs=(os.getpid(),))
+                               initializer=die_with_parent, initargs=(os.getpid(),))
 
 
-def _die_with_parent(parent: int) -> None:
-    """In a worker: ask Linux for SIGKILL when the parent dies; if it died already, go."""
+def die_with_parent(parent: int, signum: int = signal.SIGKILL) -> None:
+    """In a worker: ask Linux for ``signum`` when the parent dies; if it died already, go."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc.prctl(PR_SET_PDEATHSIG, signum)
     except (OSError, AttributeError):  # not Linux: workers may outlive a killed importer
         pass
     if os.getppid() != parent:

@@ -288,15 +288,14 @@ def hub_serve(data_dir: Path, host: str, port: int, threads: int) -> None:
     Example: library hub serve --data /srv/hub --host 0.0.0.0 --port 8090
     """
     import signal
-    import threading
 
-    from appliance.httpserver import create_server, serve_until
+    from appliance.httpserver import StopFlag, create_server, serve_until
 
     from .hub.app import create_hub_app
 
     server = create_server(create_hub_app(data_dir), host=host, port=port, threads=threads, ident="library-hub")
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    stopping = StopFlag()
+    signal.signal(signal.SIGTERM, stopping.set)
     click.echo(f"Hub open at http://{server.effective_host}:{server.effective_port}/ ; releases from {data_dir / 'tree'}")
     try:
         serve_until(server, stopping)

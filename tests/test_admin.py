@@ -240,9 +240,9 @@ def test_the_rebuild_button_rebuilds_while_searches_use_the_current_index(admin_
     again = post_form(admin_client, "/admin/system/reindex", page="/admin/system", follow_redirects=True)
     assert "already being rebuilt" in again.get_data(as_text=True)
     go_on.set()
-    thread = admin_client.application.extensions["index_rebuild_thread"]
-    thread.join(30)
-    assert not thread.is_alive()
+    jobs = admin_client.application.extensions["jobs"]
+    jobs.join(30)
+    assert not jobs.rebuild_running()
     assert sorted(p.name for p in settings.index_dir.glob("gen-*")) != before
     assert "Đường về bản" in admin_client.get("/search?q=khen+vong").get_data(as_text=True)
     assert "<strong>current</strong>" in admin_client.get("/admin/system").get_data(as_text=True)

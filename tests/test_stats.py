@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from datetime import UTC, datetime
@@ -94,6 +95,37 @@ while True:
 
 
 @pytest.mark.slow
+def test_processes_writing_counts_at_once_never_find_the_catalog_locked(settings):
+    """Each of the server's processes writes its counts every second. A transaction that read the
+    box clock before writing got "database is locked" at once when another had written in between,
+    whatever the busy timeout; the catalog's transactions now wait for the write lock first."""
+    dbmod.connect(settings.db_path).close()
+    errors: list[Exception] = []
+
+    def write(book: int) -> None:
+        db = dbmod.connect(settings.db_path, migrate=False)  # one connection each, as one process each
+        try:
+            for _ in range(150):
+                stats.write_events(db, [stats.Event("view", book, "", -1, time.monotonic())])
+        except Exception as e:
+            errors.append(e)
+        finally:
+            db.close()
+
+    writers = [threading.Thread(target=write, args=(book,)) for book in (1, 2, 3)]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join(60)
+    assert errors == []
+    db = dbmod.connect(settings.db_path, migrate=False)
+    try:
+        assert db.execute("SELECT book_id, sum(count) FROM stats_counts GROUP BY book_id").fetchall() == [
+            (1, 150), (2, 150), (3, 150)]
+    finally:
+        db.close()
+
+
 def test_kill9_loses_at_most_the_last_seconds(settings):
     settings.home.mkdir(parents=True)
     process = subprocess.Popen([sys.executable, "-c", RECORDER, str(settings.db_path)], stdout=subprocess.PIPE,

@@ -33,6 +33,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import auth
 from ..app import get_db, library_state
+from ..background import jobs
 from ..ratelimit import FailureLimiter
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -238,7 +239,7 @@ def dashboard():
         books=counts[0], hidden=counts[1],
         quarantined=db.execute("SELECT count(*) FROM quarantine").fetchone()[0],
         pending_index=db.execute("SELECT count(*) FROM index_queue").fetchone()[0],
-        index_state=library_state().index_state,
+        index_state=jobs().index_state(),
     )
 
 

@@ -1,11 +1,10 @@
 """Librarian page section for the sync agent: what it did last, and a button to sync now."""
 from __future__ import annotations
 
-import threading
-
-from flask import current_app, flash, redirect, url_for
+from flask import flash, redirect, url_for
 
 from ..app import library_state
+from ..background import jobs
 from .admin import bp
 
 
@@ -23,18 +22,12 @@ def sync_status_lines() -> list[str]:
 @bp.post("/sync")
 def sync_now():
     """Run every sync job once in the background (the agent process does the same on its schedule)."""
-    from content_sync.agent import SyncAgent
-
     settings = library_state().settings
     if not settings.hub_url:
         flash("No hub address is set (LIBRARY_HUB_URL): releases come from a USB stick or a van.")
         return redirect(url_for("admin.system"), code=303)
-    running = current_app.extensions.get("sync_now_thread")
-    if running is not None and running.is_alive():
-        flash("A sync is running already.")
-    else:
-        thread = threading.Thread(target=SyncAgent(settings).run_once, name="sync-now", daemon=True)
-        thread.start()
-        current_app.extensions["sync_now_thread"] = thread
+    if jobs().start_sync():
         flash("Sync started. Reload this page in a minute to see how it went.")
+    else:
+        flash("A sync is running already.")
     return redirect(url_for("admin.system"), code=303)

@@ -1,12 +1,12 @@
 """Librarian pages about the box itself: system status, index rebuild, the welcome text."""
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 
 from .. import catalog
 from .. import db as dbmod
 from ..app import get_db, library_state
-from ..background import start_index_rebuild
+from ..background import jobs
 from ..boxstatus import cpu_temperature, disk_status, installed_releases, throttling
 from .admin import bp
 
@@ -21,9 +21,9 @@ def system():
     return render_template(
         "admin/system.html",
         disk=disk_status(state.settings),
-        index_state=state.index_state,
+        index_state=jobs().index_state(),
         pending_index=db.execute("SELECT count(*) FROM index_queue").fetchone()[0],
-        rebuild_running=rebuild_running(),
+        rebuild_running=jobs().rebuild_running(),
         releases=installed_releases(db),
         quarantined=catalog.quarantined(db),
         temperature=cpu_temperature(),
@@ -31,14 +31,9 @@ def system():
     )
 
 
-def rebuild_running() -> bool:
-    thread = current_app.extensions.get("index_rebuild_thread")
-    return thread is not None and thread.is_alive()
-
-
 @bp.post("/system/reindex")
 def reindex():
-    if start_index_rebuild(current_app._get_current_object()):
+    if jobs().start_index_rebuild():
         flash("The search index is being rebuilt. Searches use the current one until the new one is ready.")
     else:
         flash("The search index is already being rebuilt.")
