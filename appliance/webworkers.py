@@ -189,8 +189,11 @@ def _answer(conn: Connection, objects: Callable[[], dict[str, object]], slot: in
             value = (False, e)
         try:
             conn.send(value)
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # the worker went
             return
+        except Exception as e:  # an answer that cannot be pickled: the worker must not wait forever
+            logger.exception("worker %d's call %s.%s: the answer cannot be sent", slot, target, method)
+            conn.send((False, RuntimeError(f"{target}.{method}: {e}")))
 
 
 class Workers:

@@ -81,11 +81,39 @@ def wait_answer(url: str, proc: subprocess.Popen, limit: float = 120.0) -> float
             time.sleep(0.05)
 
 
+def proc_tree(pid: int) -> list[int]:
+    """``pid`` and the processes it started, and theirs (a box serving from several processes)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo.extend(parents.get(found[-1], []))
+    return found
+
+
 def proc_stats(pid: int) -> dict[str, float]:
-    """``proc_memory`` (MB) and the CPU seconds the process used."""
-    out = proc_memory(pid)
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    out["cpu_s"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """``proc_memory`` (MB), PSS (MB: the shared pages divided among the processes sharing them) and
+    CPU seconds, summed over the process and the processes it started."""
+    out: dict[str, float] = {"VmRSS": 0.0, "VmHWM": 0.0, "Pss": 0.0, "cpu_s": 0.0, "processes": 0}
+    for member in proc_tree(pid):
+        try:
+            for key, value in proc_memory(member).items():
+                out[key] += value
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            out["cpu_s"] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    out["Pss"] += int(line.split()[1]) / 1024
+        except OSError:  # it ended meanwhile
+            continue
+        out["processes"] += 1
     return out
 
 
@@ -126,6 +154,7 @@ class Server:
 class Box(Server):
     name = "box"
     python = sys.executable  # main() sets the box's own environment (bench/boxenv.py)
+    workers = 0  # LIBRARY_WORKERS (0: the box's default)
 
     def prepare(self, books: list[Path]) -> None:
         self.home = self.work / "box"
@@ -141,7 +170,7 @@ class Box(Server):
 
     def run(self) -> None:
         self.start([self.python, "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                   env=self.env)
+                   env=dict(self.env, LIBRARY_WORKERS=str(self.workers)))
 
     def export(self) -> list[dict]:
         """The books as the box read them: id, title, authors, language, cover, chapters (position, title)."""
@@ -496,6 +525,9 @@ def server_arguments(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--box-venv", type=Path, default=DEFAULT, help="made with the box's own dependencies only")
     parser.add_argument("--peers", default="calibre-web,kiwix-serve",
                         help="the servers run besides the box, comma-separated (empty: the box alone)")
+    parser.add_argument("--box-workers", default="0",
+                        help="LIBRARY_WORKERS of the box (0: its default); more counts, comma-separated, run the "
+                             "same box again as peers named box-Np (e.g. 0,1: as it comes, then in one process)")
     return parser
 
 
@@ -513,6 +545,13 @@ def prepare_servers(args: argparse.Namespace) -> tuple[list[Path], list[dict], l
     box.prepare(files)
     books = box.export()
     servers: list[Server] = [box]
+    counts = [int(c) for c in args.box_workers.split(",")]
+    box.workers = counts[0]
+    for count in counts[1:]:
+        again = Box(args.work)
+        again.python, again.workers, again.name = box.python, count, f"box-{count}p"
+        again.prepare(files)
+        servers.append(again)
     if "calibre-web" in peers:
         cw = CalibreWeb(args.work)
         cw.prepare(files, args.peers_python)
@@ -618,14 +657,15 @@ def print_tables(report: dict, clients: list[int]) -> None:
         print("| these searches one at a time: p50 / p95 / max ms | " + " | ".join(
             "{p50:.0f} / {p95:.0f} / {max:.0f}".format(**report["servers"][n]["quality_search_ms"]) for n in names) + " |")
     print(f"\n| server | cold start | preparing the books | RSS after the seven pages / after the new searches / "
-          f"{IDLE_SECONDS} s later (peak) | CPU s | home page + CSS/JS | on disk (of it, the search index) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          f"{IDLE_SECONDS} s later (peak) | PSS then | CPU s | home page + CSS/JS | on disk (of it, the search index) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, s in report["servers"].items():
         a, idle, pages = s["after_load"], s.get("after_idle", {}), s.get("after_pages", {})
         disk, index = s.get("disk_mb", (None, None))
         on_disk = "n/a" if disk is None else f"{disk:,.0f} MB" + (f" ({index:,.0f} MB)" if index is not None else "")
         print(f"| {name} | {s['cold_start_s']} s | {s['prepare_s']} s | {pages.get('VmRSS', 0):.0f} / "
               f"{a.get('VmRSS', 0):.0f} / {idle.get('VmRSS', 0):.0f} MB (peak {a.get('VmHWM', 0):.0f}) "
+              f"| {pages.get('Pss', 0):.0f} / {a.get('Pss', 0):.0f} / {idle.get('Pss', 0):.0f} MB "
               f"| {a['cpu_s']:.0f} | {s['home_bytes'] / 1024:.1f} KB | {on_disk} |")
 
 

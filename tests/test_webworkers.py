@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from tests.admin_support import PASSWORD, TOKEN, make_admin
 
 from appliance import db as dbmod
 from appliance.webworkers import Board
+from tests.admin_support import PASSWORD, TOKEN, make_admin
 
 OPEN = re.compile(r"Library open at http://localhost:(\d+)/(?: \((\d+) processes\))?")
 
