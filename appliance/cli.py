@@ -142,15 +142,23 @@ def run_server(settings: Settings) -> None:
     from .admin_cli import announce_setup_code
     from .app import create_app
     from .background import start_index_keeper
-    from .httpserver import StopFlag, create_server, serve_until
+    from .httpserver import StopFlag, create_server, serve_until, shared_port_sockets
     from .memory import MemoryTrimmer, limit_arenas
     from .uploads import prepare_server
     from .webworkers import Workers, worker_count
 
     limit_arenas()
     app = create_app(settings)
-    server = create_server(app, host=settings.host, port=settings.port, threads=settings.threads,
-                           ident="library", **prepare_server(settings))
+    count = worker_count(settings)
+    if count > 1:
+        sockets = shared_port_sockets(settings.host, settings.port, count)
+        server = create_server(app, sockets=[group[0] for group in sockets], threads=settings.threads,
+                               ident="library", **prepare_server(settings))
+        workers = Workers(app, settings, sockets)
+    else:
+        server = create_server(app, host=settings.host, port=settings.port, threads=settings.threads,
+                               ident="library", **prepare_server(settings))
+        workers = None
     announce_setup_code(settings)
     keeper = start_index_keeper(app)
     discovery = None
@@ -158,8 +166,6 @@ def run_server(settings: Settings) -> None:
         from .discovery import start_for_box
 
         discovery = start_for_box(settings, server.effective_port, app)
-    count = worker_count(settings)
-    workers = Workers(app, server, settings, count) if count > 1 else None
     trimmer = MemoryTrimmer()
 
     def tick() -> None:

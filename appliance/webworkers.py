@@ -199,14 +199,15 @@ def _answer(conn: Connection, objects: Callable[[], dict[str, object]], slot: in
 class Workers:
     """The processes that answer besides the first one: started, watched, started again, stopped."""
 
-    def __init__(self, app, server, settings: Settings, count: int):
-        from .httpserver import listening_sockets
-
+    def __init__(self, app, settings: Settings, sockets: list[list[socket.socket]]):
+        """``sockets``: for each address listened on, a socket for each process (the first
+        process's first; ``appliance.httpserver.shared_port_sockets``). This process keeps them all
+        open, so the connections the kernel gives a worker that died wait for the one started again."""
         self.app = app
         self.settings = settings
-        self.count = count
-        self.sockets = listening_sockets(server)
-        self.board = Board.shared(count)
+        self.sockets = sockets
+        self.count = len(sockets[0])
+        self.board = Board.shared(self.count)
         state = app.extensions["library"]
         state.board, state.slot = self.board, 0
         self._processes: dict[int, subprocess.Popen] = {}
@@ -221,7 +222,7 @@ class Workers:
 
     def _start(self, slot: int) -> None:
         ours, theirs = socket.socketpair()
-        listen = [s.fileno() for s in self.sockets]
+        listen = [group[slot].fileno() for group in self.sockets]
         command = [sys.executable, "-m", "appliance.webworkers", "--first", str(os.getpid()),
                    "--slot", str(slot), "--slots", str(self.count),
                    "--board", str(self.board.fd), "--link", str(theirs.fileno()),

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -154,6 +155,35 @@ def test_both_processes_answer_and_count_what_readers_do(books):
         assert wait_for(lambda: views() == 120, 10), views()
     log = server.log.read_text()
     assert "database is locked" not in log and "Traceback" not in log, log
+
+
+def test_phones_keeping_their_connections_open_are_spread_over_both_processes(books):
+    """Twenty phones connecting at once, each keeping its connection for all its pages: with one
+    socket shared by the processes, the one awake first often took all twenty."""
+    with Server(books) as server:
+        (worker,) = server.ready()
+        before = {pid: cpu_seconds(pid) for pid in (server.pid, worker)}
+        start = threading.Barrier(20)
+
+        def phone(n: int) -> list[int]:
+            start.wait()
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            try:
+                statuses = []
+                for i in range(20):
+                    conn.request("GET", f"/search?q=trau+{(n + i) % 12}&phone={n}-{i}")
+                    answer = conn.getresponse()
+                    answer.read()
+                    statuses.append(answer.status)
+                return statuses
+            finally:
+                conn.close()
+
+        with ThreadPoolExecutor(20) as pool:
+            statuses = [s for answers in pool.map(phone, range(20)) for s in answers]
+        assert statuses == [200] * 400
+        used = {pid: cpu_seconds(pid) - before[pid] for pid in before}
+        assert min(used.values()) > 0.15 * sum(used.values()), used
 
 
 def test_a_phone_released_by_the_portal_stays_released_whichever_process_answers(books):
