@@ -40,7 +40,7 @@ from .workers import die_with_parent
 
 logger = logging.getLogger(__name__)
 
-MAX_AUTO_WORKERS = 4  # each process keeps its own caches: about 100 MB of RAM on a busy box
+MAX_AUTO_WORKERS = 4  # each process keeps its own caches: about 65 MB more memory each
 RESTART_FIRST_SECONDS = 1.0
 RESTART_MAX_SECONDS = 60.0
 STOP_SECONDS = 10.0

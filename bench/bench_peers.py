@@ -154,7 +154,7 @@ class Server:
 class Box(Server):
     name = "box"
     python = sys.executable  # main() sets the box's own environment (bench/boxenv.py)
-    workers = 0  # LIBRARY_WORKERS (0: the box's default)
+    workers: int | None = None  # LIBRARY_WORKERS (None: as the environment has it)
 
     def prepare(self, books: list[Path]) -> None:
         self.home = self.work / "box"
@@ -170,7 +170,7 @@ class Box(Server):
 
     def run(self) -> None:
         self.start([self.python, "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                   env=dict(self.env, LIBRARY_WORKERS=str(self.workers)))
+                   env=self.env if self.workers is None else dict(self.env, LIBRARY_WORKERS=str(self.workers)))
 
     def export(self) -> list[dict]:
         """The books as the box read them: id, title, authors, language, cover, chapters (position, title)."""
@@ -525,9 +525,9 @@ def server_arguments(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--box-venv", type=Path, default=DEFAULT, help="made with the box's own dependencies only")
     parser.add_argument("--peers", default="calibre-web,kiwix-serve",
                         help="the servers run besides the box, comma-separated (empty: the box alone)")
-    parser.add_argument("--box-workers", default="0",
-                        help="LIBRARY_WORKERS of the box (0: its default); more counts, comma-separated, run the "
-                             "same box again as peers named box-Np (e.g. 0,1: as it comes, then in one process)")
+    parser.add_argument("--box-workers", default="",
+                        help="LIBRARY_WORKERS of the box (default: as the environment has it); more counts, "
+                             "comma-separated, run the same box again as peers named box-Np (e.g. 1,2)")
     return parser
 
 
@@ -545,7 +545,7 @@ def prepare_servers(args: argparse.Namespace) -> tuple[list[Path], list[dict], l
     box.prepare(files)
     books = box.export()
     servers: list[Server] = [box]
-    counts = [int(c) for c in args.box_workers.split(",")]
+    counts = [int(c) for c in args.box_workers.split(",")] if args.box_workers else [None]
     box.workers = counts[0]
     for count in counts[1:]:
         again = Box(args.work)
