@@ -85,14 +85,15 @@ def run_soak(pid: int, base: str, paths: list[str], minutes: float, clients: int
     """Run wrk for ``minutes`` with ``clients`` walking ``paths`` on the server at ``base`` (process
     ``pid``), reading its RSS every 15 s: requests/s, latency, errors, RSS (MB) and CPU seconds."""
     script.write_text(REQUESTS % ", ".join(json.dumps(p) for p in paths) + WRK_SCRIPT)
-    samples: list[tuple[int, float]] = []
+    samples: list[tuple[int, float, float]] = []  # seconds, RSS and PSS (MB) of the server's processes
     stop = threading.Event()
-    start_rss = proc_stats(pid)["VmRSS"]
+    start = proc_stats(pid)
 
     def sample() -> None:
         t0 = time.perf_counter()
         while not stop.wait(15):
-            samples.append((round(time.perf_counter() - t0), round(proc_stats(pid)["VmRSS"], 1)))
+            now = proc_stats(pid)
+            samples.append((round(time.perf_counter() - t0), round(now["VmRSS"], 1), round(now["Pss"], 1)))
 
     threading.Thread(target=sample, daemon=True).start()
     try:
@@ -105,10 +106,13 @@ def run_soak(pid: int, base: str, paths: list[str], minutes: float, clients: int
     return {"requests_per_s": round(result["requests"] / (result["duration_us"] / 1e6), 1),
             "latency_ms": {k: result[k] for k in ("p50", "p95", "p99")},
             "errors": {"socket": result["socket_errors"], "status": result["status_errors"]},
-            "rss_mb": {"start": round(start_rss, 1),
-                       "after_1_min": next((m for t, m in samples if t >= 60), None),
+            "rss_mb": {"start": round(start["VmRSS"], 1),
+                       "after_1_min": next((m for t, m, _ in samples if t >= 60), None),
                        "end": round(end["VmRSS"], 1), "highest": round(end["VmHWM"], 1)},
-            "cpu_s": round(end["cpu_s"], 1), "rss_samples": samples}
+            "pss_mb": {"start": round(start["Pss"], 1),
+                       "after_1_min": next((p for t, _, p in samples if t >= 60), None),
+                       "end": round(end["Pss"], 1)},
+            "processes": end["processes"], "cpu_s": round(end["cpu_s"], 1), "samples": samples}
 
 
 def main() -> None:
