@@ -3,21 +3,22 @@
 waitress runs requests in threads of one interpreter, and one interpreter runs Python on one core
 at a time: a search page costs a few milliseconds of it, and fifty phones take turns at it however
 many cores the box has. So ``library serve`` starts ``workers - 1`` more processes (``python -m
-appliance.webworkers``) that answer on the same listening sockets; the kernel gives each new
-connection to whichever process accepts it first, so a busy process takes fewer.
+appliance.webworkers``) that answer on the same port, each on a listening socket of its own
+(``appliance.httpserver.shared_port_sockets``): the kernel spreads new connections over them.
 
 The first process (the one ``library serve`` runs) is the only one that does anything besides
 answering pages: it keeps the search index current and compacts it, announces the box on the
 network, and holds what the box must have once, not once per process: which phones saw the captive
 portal's welcome page, the wrong passwords counted per address (both in memory only), the index
 rebuild and the sync a librarian starts from the system page, the vans heard nearby. The other
-processes ask it for those over a socket pair each (``Remote``); a page asks at most once.
+processes ask it for those over a socket pair each (``Remote``): the portal's probes, the login
+pages, the system page, and every page at most every few seconds for the vans.
 When each process last received a request is written in a page of shared memory (``Board``), so the
 first process compacts the index only when nobody has asked any of them anything for a while.
 
 A worker that dies is started again (after 1 s, doubling up to a minute while they keep dying);
-a worker whose first process is gone stops. Everything here is for Linux (memfd, pass_fds); the
-server runs in one process elsewhere.
+a worker whose first process is gone stops. Everything here is for Linux (memfd, SO_REUSEPORT,
+PR_SET_PDEATHSIG); the server runs in one process elsewhere.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from .workers import die_with_parent
 
 logger = logging.getLogger(__name__)
 
-MAX_AUTO_WORKERS = 4  # each process keeps its own caches: about 65 MB more memory each
+MAX_AUTO_WORKERS = 4  # each process keeps its own caches: about 65 MB more memory each (PSS)
 RESTART_FIRST_SECONDS = 1.0
 RESTART_MAX_SECONDS = 60.0
 STOP_SECONDS = 10.0
@@ -50,8 +51,8 @@ _SLOT = struct.Struct("d")
 
 def worker_count(settings: Settings) -> int:
     """How many processes answer requests: the setting, or one per core (at most 4) when it is 0;
-    always 1 where this module cannot work."""
-    if not hasattr(os, "memfd_create"):
+    always 1 where this module cannot work (without memfd or SO_REUSEPORT)."""
+    if not (hasattr(os, "memfd_create") and hasattr(socket, "SO_REUSEPORT")):
         return 1
     if settings.workers:
         return settings.workers
