@@ -82,7 +82,7 @@ def _socket_map(server) -> dict:
 class StopFlag:
     """What a signal handler sets to stop ``serve_until``. Not a threading.Event: its ``set()``
     takes a lock, and a second signal arriving inside the first handler's ``set()`` waited for
-    that lock forever (a worker got its first process's death signal and a SIGTERM at once)."""
+    that lock forever (a worker was sent several when its first process was killed)."""
 
     def __init__(self) -> None:
         self._set = False
