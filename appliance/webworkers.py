@@ -41,7 +41,7 @@ from .workers import die_with_parent
 
 logger = logging.getLogger(__name__)
 
-MAX_AUTO_WORKERS = 4  # each process keeps its own caches: about 65 MB more memory each (PSS)
+MAX_AUTO_WORKERS = 4  # each process keeps its own caches: 70-115 MB more memory each (PSS)
 RESTART_FIRST_SECONDS = 1.0
 RESTART_MAX_SECONDS = 60.0
 STOP_SECONDS = 10.0
