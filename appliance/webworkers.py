@@ -243,9 +243,6 @@ class Workers:
         self._started_at[slot] = time.monotonic()
         logger.info("worker %d started (pid %d)", slot, process.pid)
 
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._processes.values() if p.poll() is None]
-
     def check(self) -> None:
         """Start again the workers that died (call often, from the server's loop)."""
         if self._stopping:
