@@ -273,3 +273,14 @@ def test_one_process_when_asked(books):
     with Server(books, workers=1) as server:
         assert server.count == 1 and server.get("/")[0] == 200
         assert server.workers() == []
+
+
+def test_how_many_processes(settings, monkeypatch):
+    from appliance.webworkers import MAX_AUTO_WORKERS, worker_count
+
+    assert worker_count(settings) == 1  # the default
+    assert worker_count(settings.replace(workers=3)) == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert worker_count(settings.replace(workers=0)) == MAX_AUTO_WORKERS == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert worker_count(settings.replace(workers=0)) == 2
