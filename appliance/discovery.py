@@ -26,11 +26,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import TypeVar
 
 import ifaddr
 from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 WEB_TYPE = "_http._tcp.local."
 OPDS_TYPE = "_opds._tcp.local."
@@ -322,12 +324,14 @@ def peer_from_info(info: ServiceInfo) -> Peer | None:
                 path=props.get("path", SYNC_PATH) or SYNC_PATH)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` seconds pass (for tests and the CLI)."""
+def wait_for(predicate: Callable[[], T], timeout: float, step: float = 0.1) -> T:
+    """Poll ``predicate`` until it holds or ``timeout`` seconds pass (for tests and the CLI); the
+    first true value it gave, else its last."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
-            return True
+        value = predicate()
+        if value:
+            return value
         time.sleep(step)
     return predicate()
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from appliance import db as dbmod
+from appliance.discovery import wait_for
 from appliance.webworkers import Board
 from tests.admin_support import PASSWORD, TOKEN, make_admin
 
@@ -50,16 +51,6 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def wait_for(condition, seconds: float = 15.0, step: float = 0.05):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(step)
-    return condition()
-
-
 class Server:
     """``library serve`` with ``LIBRARY_WORKERS=2`` on a free port of 127.0.0.1."""
 
@@ -82,7 +73,7 @@ class Server:
 
     def ready(self) -> list[int]:
         """The workers, once every one of them answers (the first process answers from the start)."""
-        assert wait_for(lambda: self.log.read_text().count(" answering (pid ") >= self.count - 1), \
+        assert wait_for(lambda: self.log.read_text().count(" answering (pid ") >= self.count - 1, 15), \
             self.log.read_text()
         return self.workers()
 
@@ -241,7 +232,7 @@ def test_a_dead_worker_is_started_again_and_the_server_stops_whole(books):
         (worker,) = server.ready()
         os.kill(worker, signal.SIGKILL)
         assert all(server.get("/")[0] == 200 for _ in range(20))  # the first process answers meanwhile
-        (again,) = wait_for(lambda: [pid for pid in server.workers() if pid != worker and alive(pid)])
+        (again,) = wait_for(lambda: [pid for pid in server.workers() if pid != worker and alive(pid)], 15)
         assert all(status == 200 for status, _, _ in many(server, ["/search?q=trau"] * 40))
         assert server.stop() == 0
         assert wait_for(lambda: not alive(again), 5)
