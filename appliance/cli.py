@@ -150,15 +150,10 @@ def run_server(settings: Settings) -> None:
     limit_arenas()
     app = create_app(settings)
     count = worker_count(settings)
-    if count > 1:
-        sockets = shared_port_sockets(settings.host, settings.port, count)
-        server = create_server(app, sockets=[group[0] for group in sockets], threads=settings.threads,
-                               ident="library", **prepare_server(settings))
-        workers = Workers(app, settings, sockets)
-    else:
-        server = create_server(app, host=settings.host, port=settings.port, threads=settings.threads,
-                               ident="library", **prepare_server(settings))
-        workers = None
+    sockets = shared_port_sockets(settings.host, settings.port, count) if count > 1 else None
+    listen = {"sockets": [group[0] for group in sockets]} if sockets else {"host": settings.host, "port": settings.port}
+    server = create_server(app, **listen, threads=settings.threads, ident="library", **prepare_server(settings))
+    workers = Workers(app, settings, sockets) if sockets else None
     announce_setup_code(settings)
     keeper = start_index_keeper(app)
     discovery = None

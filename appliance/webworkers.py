@@ -71,22 +71,18 @@ class Board:
         self._memory = memory
         self.slots = slots
         self.fd = fd
-        now = time.monotonic()
-        if fd is None or all(self._read(i) == 0.0 for i in range(slots)):
-            for i in range(slots):
-                self.note(i, now)
 
     @classmethod
     def private(cls) -> Board:
-        """One slot, in this process's memory only (a server of one process)."""
-        return cls(mmap.mmap(-1, _SLOT.size), 1)
+        """One slot, in this process's memory only (a server of one process), noted now."""
+        return cls(mmap.mmap(-1, _SLOT.size), 1)._noted_now()
 
     @classmethod
     def shared(cls, slots: int) -> Board:
-        """A board that processes started with ``pass_fds=[board.fd]`` can ``attach`` to."""
+        """A board, noted now, that processes started with ``pass_fds=[board.fd]`` can ``attach`` to."""
         fd = os.memfd_create("library-board", 0)
         os.ftruncate(fd, _SLOT.size * slots)
-        return cls(mmap.mmap(fd, _SLOT.size * slots), slots, fd)
+        return cls(mmap.mmap(fd, _SLOT.size * slots), slots, fd)._noted_now()
 
     @classmethod
     def attach(cls, fd: int, slots: int) -> Board:
@@ -94,6 +90,12 @@ class Board:
 
     def note(self, slot: int, at: float | None = None) -> None:
         _SLOT.pack_into(self._memory, slot * _SLOT.size, time.monotonic() if at is None else at)
+
+    def _noted_now(self) -> Board:
+        now = time.monotonic()
+        for slot in range(self.slots):
+            self.note(slot, now)
+        return self
 
     def _read(self, slot: int) -> float:
         return _SLOT.unpack_from(self._memory, slot * _SLOT.size)[0]
