@@ -27,6 +27,7 @@ def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDE
     segments those changes leave once the box has had no request for ``compact_idle`` seconds."""
     state = app.extensions["library"]
     first = True
+    busy = False  # the last turn found the index busy
     compact_after = 0.0  # monotonic time before which no compaction is tried
     while not stop.is_set():
         try:
@@ -43,9 +44,15 @@ def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDE
                     state.index_state = "current"
             finally:
                 db.close()
+        except IndexBusy as e:  # another process rebuilds it, or holds its writer: after that
+            if not busy:
+                logger.info("the search index is busy (%s); catching up after", e)
+            busy = True
         except Exception:
             state.index_state = "failed"
             logger.exception("keeping the search index current failed; will retry")
+        else:
+            busy = False
         if state.index_state == "current" and state.idle_seconds() >= compact_idle and time.monotonic() >= compact_after:
             try:
                 _compact(state)

@@ -90,21 +90,29 @@ def catch_up(db: sqlite_utils.Database, index: SearchIndex) -> int:
     """Apply pending index work; returns how many books were touched. Safe to repeat after a crash.
 
     One writer and one commit for all of it (each commit is a segment, and a search looks in every
-    segment); books are read from the catalog one at a time as the writer takes them."""
-    pending = list(db.query("SELECT book_id, op, seq FROM index_queue ORDER BY seq"))
+    segment); books are read from the catalog one at a time as the writer takes them.
+
+    Raises IndexBusy while another process rebuilds the index: the changes stay in the queue
+    for the first call after it (the rebuild read the catalog before some of them)."""
+    pending = _pending(db)
     if not pending:
         return 0
     if not index.is_usable():
         logger.warning("search index unusable; rebuilding it from the catalog")
         rebuild(db, index)
         return len(pending)
-    seqs = {p["book_id"]: p["seq"] for p in pending}  # the latest change of each book
-    index.update(_changes(db, seqs))
-    with db.atomic():
-        for book_id, seq in seqs.items():
-            # Only clear the entry if no newer change arrived meanwhile.
-            db.execute("DELETE FROM index_queue WHERE book_id = ? AND seq = ?", [book_id, seq])
+    with index.rebuild_held_off():
+        seqs = {p["book_id"]: p["seq"] for p in _pending(db)}  # the latest change of each book
+        index.update(_changes(db, seqs))
+        with db.atomic():
+            for book_id, seq in seqs.items():
+                # Only clear the entry if no newer change arrived meanwhile.
+                db.execute("DELETE FROM index_queue WHERE book_id = ? AND seq = ?", [book_id, seq])
     return len(seqs)
+
+
+def _pending(db: sqlite_utils.Database) -> list[dict]:
+    return list(db.query("SELECT book_id, op, seq FROM index_queue ORDER BY seq"))
 
 
 def _changes(db: sqlite_utils.Database, book_ids: Iterable[int]) -> Iterator[IndexDoc | int]:
@@ -116,8 +124,10 @@ def _changes(db: sqlite_utils.Database, book_ids: Iterable[int]) -> Iterator[Ind
 
 def compact(db: sqlite_utils.Database, index: SearchIndex) -> int:
     """Index the books of the index's small segments again, into one (``SearchIndex.compact``);
-    returns how many segments that took away."""
-    return index.compact(lambda book_ids: _changes(db, book_ids))
+    returns how many segments that took away. IndexBusy while another process rebuilds the index
+    (the rebuild makes one segment anyway)."""
+    with index.rebuild_held_off():
+        return index.compact(lambda book_ids: _changes(db, book_ids))
 
 
 def rebuild(db: sqlite_utils.Database, index: SearchIndex, workers: int = 1) -> int:

@@ -49,6 +49,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -616,6 +617,7 @@ class SearchIndex:
         self.chapter_loader = chapter_loader
         self._search_lock = threading.Lock()
         self._write_lock = threading.RLock()
+        self._rebuild_lock_held = False  # this object holds the rebuild lock (see _no_other_rebuild)
         self._searcher = None
         self._searcher_gen: str | None = None
         self._pointer_stamp: tuple[int, int] | None = None
@@ -945,18 +947,40 @@ class SearchIndex:
 
     def _start_empty(self) -> str:
         """Make the first, empty generation when the folder has no index at all."""
-        lock = _FileLock(self.folder / REBUILD_LOCK)
-        if not lock.acquire(WRITE_TIMEOUT):
-            raise IndexBusy(f"the search index in {self.folder} is being rebuilt")
-        try:
+        with self._no_other_rebuild(WRITE_TIMEOUT, "is being rebuilt"):
             gen = self._current_gen()
             if gen is None:
                 gen, ix = self._create_generation()
                 ix.close()
                 self._switch_to(gen)
             return gen
-        finally:
-            lock.release()
+
+    @contextmanager
+    def rebuild_held_off(self):
+        """No rebuild (of any process) can start or run while this is held; IndexBusy at once if
+        one runs. For applying catalog changes and clearing them from the queue: a rebuild running
+        meanwhile would switch to an index made from the catalog as it was before them, and they
+        would be lost from it."""
+        with self._no_other_rebuild(0, "is being rebuilt; the changes wait in the queue"):
+            yield
+
+    @contextmanager
+    def _no_other_rebuild(self, timeout: float, busy: str):
+        """The rebuild lock, taken once per object (flock locks of one process conflict too)."""
+        with self._write_lock:
+            if self._rebuild_lock_held:
+                yield
+                return
+            self.folder.mkdir(parents=True, exist_ok=True)
+            lock = _FileLock(self.folder / REBUILD_LOCK)
+            if not lock.acquire(timeout):
+                raise IndexBusy(f"the search index in {self.folder} {busy}")
+            self._rebuild_lock_held = True
+            try:
+                yield
+            finally:
+                self._rebuild_lock_held = False
+                lock.release()
 
     def _locked_writer(self, gen: str, limitmb: int):
         """A writer on the current generation; if a rebuild switched generations while we
@@ -1043,31 +1067,24 @@ class SearchIndex:
         core (two parts on two cores: 1.4 times, BENCHMARKS.md). Books keep the order of the parts, so parts cut in book
         order index the books in the order ``docs`` would. Not for a web server's own process
         (it starts processes); a command or a worker calls it."""
-        with self._write_lock:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            lock = _FileLock(self.folder / REBUILD_LOCK)
-            if not lock.acquire(WRITE_TIMEOUT * 10):
-                raise IndexBusy(f"another rebuild of the search index in {self.folder} is running")
+        with self._no_other_rebuild(WRITE_TIMEOUT * 10, "is being rebuilt by another process"):
+            old = self._current_gen()
+            for leftover in self._generation_dirs():
+                if leftover.name != old:
+                    shutil.rmtree(leftover, ignore_errors=True)
+            gen, ix = self._create_generation()
             try:
-                old = self._current_gen()
-                for leftover in self._generation_dirs():
-                    if leftover.name != old:
-                        shutil.rmtree(leftover, ignore_errors=True)
-                gen, ix = self._create_generation()
-                try:
-                    if parts:
-                        count = _write_parts(ix, self.folder / gen, parts)
-                    else:
-                        count = _write_docs(ix, docs)
-                except BaseException:
-                    ix.close()
-                    shutil.rmtree(self.folder / gen, ignore_errors=True)
-                    raise
+                if parts:
+                    count = _write_parts(ix, self.folder / gen, parts)
+                else:
+                    count = _write_docs(ix, docs)
+            except BaseException:
                 ix.close()
-                _fsync_tree(self.folder / gen)
-                self._switch_over(old, gen)
-            finally:
-                lock.release()
+                shutil.rmtree(self.folder / gen, ignore_errors=True)
+                raise
+            ix.close()
+            _fsync_tree(self.folder / gen)
+            self._switch_over(old, gen)
         logger.info("search index rebuilt in %s with %d books", self.folder / gen, count)
         return count
 

@@ -5,6 +5,7 @@ import math
 import os
 import random
 import shutil
+import threading
 import urllib.parse
 from functools import partial
 
@@ -609,6 +610,61 @@ def test_a_rebuild_whose_worker_is_killed_is_done_again_in_one_process(settings,
         assert index.search("từ1").total == 0  # nothing of the killed attempt's other part
     finally:
         index.close()
+        db.close()
+
+
+def test_books_that_arrive_while_another_process_rebuilds_the_index_are_in_the_new_one(settings, make_epub,
+                                                                                     monkeypatch):
+    """A rebuild (`library reindex`, the librarian's button) reads the catalog, writes a new index
+    and switches to it. A bundle or an import arriving meanwhile is caught up by the server only
+    after the switch: caught up into the old index and cleared from the queue, it was lost."""
+    from appliance.importer import Importer
+    from appliance.search import IndexBusy
+
+    import_files(settings, [make_epub(title="Sách cũ", chapters=[("Một", ["Chữ trâu ở bản."])])])
+    catalog_read, carry_on = threading.Event(), threading.Event()
+    real_all_docs = indexing.all_docs
+
+    def read_then_wait(db):
+        docs = list(real_all_docs(db))
+        catalog_read.set()
+        assert carry_on.wait(30)
+        yield from docs
+
+    monkeypatch.setattr(indexing, "all_docs", read_then_wait)
+
+    def reindex():  # as `library reindex` would, in its own process
+        db = dbmod.connect(settings.db_path)
+        index = SearchIndex(settings.index_dir)
+        try:
+            indexing.rebuild(db, index)
+        finally:
+            index.close()
+            db.close()
+
+    rebuilding = threading.Thread(target=reindex)
+    rebuilding.start()
+    db = dbmod.connect(settings.db_path)
+    server = SearchIndex(settings.index_dir)  # the server's own, kept current every few seconds
+    try:
+        assert catalog_read.wait(30)
+        fresh = make_epub(title="Sách mới", chapters=[("Một", ["Chữ ngựa ở bản."])])
+        assert Importer(settings, db, None).import_paths([fresh]).imported
+        with pytest.raises(IndexBusy):
+            indexing.catch_up(db, server)
+        with pytest.raises(IndexBusy):
+            indexing.compact(db, server)
+        assert server.search("ngua").total == 0  # the old index, without it yet
+        carry_on.set()
+        rebuilding.join(30)
+        assert not rebuilding.is_alive()
+        assert server.search("trau").total == 1 and server.search("ngua").total == 0
+        assert indexing.catch_up(db, server) == 1  # the server's next turn
+        assert server.search("ngua").total == 1
+        assert indexing.ensure_index(db, server) == "current"
+    finally:
+        carry_on.set()
+        server.close()
         db.close()
 
 
