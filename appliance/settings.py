@@ -7,6 +7,7 @@ the app factory, never at import time.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -14,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "LIBRARY_"
+# The whole settings of a process, for the processes it starts (Settings.to_json), where the
+# LIBRARY_* variables could not say that a setting with a default is empty.
+PASSED_ON = "LIBRARY_SETTINGS_JSON"
 
 
 def _setting(default: Any, help: str) -> Any:
@@ -126,6 +130,26 @@ class Settings:
             value = getattr(self, f.name)
             out[ENV_PREFIX + f.name.upper()] = ("yes" if value else "no") if isinstance(value, bool) else str(value)
         return out
+
+    def to_json(self) -> str:
+        """These settings, every one as it is (empty ones too), for ``from_json`` in another process."""
+        return json.dumps({f.name: str(value) if isinstance(value := getattr(self, f.name), Path) else value
+                           for f in fields(self)})
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        data = json.loads(text)
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+    @classmethod
+    def passed_on(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings the process that started this one put in ``PASSED_ON`` (see ``child_env``)."""
+        environ = os.environ if environ is None else environ
+        return cls.from_json(environ[PASSED_ON])
+
+    def child_env(self) -> dict[str, str]:
+        """The environment for a process of this box that reads ``Settings.passed_on()``."""
+        return {**os.environ, PASSED_ON: self.to_json()}
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

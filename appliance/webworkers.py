@@ -230,7 +230,7 @@ class Workers:
                    "--slot", str(slot), "--slots", str(self.count),
                    "--board", str(self.board.fd), "--link", str(theirs.fileno()),
                    "--listen", ",".join(map(str, listen))]
-        env = {**os.environ, **self.settings.to_env()}
+        env = self.settings.child_env()
         try:
             process = subprocess.Popen(command, pass_fds=[*listen, self.board.fd, theirs.fileno()], env=env)
         except BaseException:
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signum, stopping.set)
 
     limit_arenas()
-    settings = Settings.from_env()
+    settings = Settings.passed_on()
     app = create_app(settings)
     state = app.extensions["library"]
     state.board, state.slot = Board.attach(args.board, args.slots), args.slot

@@ -70,6 +70,26 @@ def test_bad_setting_value_is_a_clear_error(tmp_path):
     assert "LIBRARY_PORT must be a whole number" in result.output
 
 
+def test_a_process_the_box_starts_gets_its_settings_as_they_are_empty_ones_too(tmp_path):
+    """An empty variable means "the default" (a unit file may set LIBRARY_HUB_URL= to nothing), so
+    the LIBRARY_* variables cannot pass on a setting whose default is not empty set to nothing:
+    the processes the server starts get the whole settings instead."""
+    import subprocess
+    import sys
+
+    from appliance.settings import Settings
+
+    settings = Settings(home=tmp_path / "home", box_name="", wifi_ssid="", port=0, discovery=True,
+                        sync_hours="22-6")
+    assert Settings.from_env(settings.to_env()).box_name == "Thư viện cộng đồng"
+    assert Settings.from_json(settings.to_json()) == settings
+    code = "from appliance.settings import Settings; print(repr(Settings.passed_on()))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=settings.child_env(),
+                          cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == repr(settings)
+
+
 def test_serving_does_not_load_the_other_areas_until_named(tmp_path):
     """``library serve`` loads neither the bundle and sync code nor the cryptography library; the
     commands of those areas still come when named."""
