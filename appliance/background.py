@@ -7,7 +7,7 @@ import time
 
 from flask import Flask
 
-from . import indexing
+from . import childjobs, indexing
 from .search import COMPACT_SMALL_SEGMENTS, IndexBusy
 
 logger = logging.getLogger(__name__)
@@ -36,11 +36,11 @@ def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDE
                 with state.index_lock:
                     if first:
                         state.index_state = "rebuilding" if not state.index.is_usable() else state.index_state
-                        outcome = indexing.ensure_index(db, state.index)
+                        outcome = indexing.ensure_index(db, state.index, _rebuild_in_child(state))
                         logger.info("search index %s", outcome)
                         first = False
                     else:
-                        indexing.catch_up(db, state.index)
+                        indexing.catch_up(db, state.index, _rebuild_in_child(state))
                     state.index_state = "current"
             finally:
                 db.close()
@@ -68,11 +68,12 @@ def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDE
 def _compact(state) -> None:
     with state.index_lock:
         if state.index.small_segments() >= COMPACT_SMALL_SEGMENTS:
-            db = state.connect_db()
-            try:
-                indexing.compact(db, state.index)  # searches go on, on the segments as they were
-            finally:
-                db.close()
+            childjobs.run(state.settings, "compact-index")  # searches go on, on the segments as they were
+
+
+def _rebuild_in_child(state):
+    """``indexing.rebuild`` as the keeper calls it: in a process of its own (see appliance.childjobs)."""
+    return lambda db, index: childjobs.run(state.settings, "rebuild-index")
 
 
 def start_index_keeper(app: Flask, interval: float = INDEX_CHECK_SECONDS,
@@ -92,68 +93,69 @@ def jobs() -> Jobs:
 
 
 class Jobs:
-    """The work a librarian starts from the system page, in threads of this process, one of each
-    kind at a time. A server of several processes has one, in its first process (the others ask
-    it: appliance.webworkers), so a second press is refused whichever process answers it."""
+    """The work a librarian starts from the system page, each in a process of its own (see
+    appliance.childjobs) watched by a thread of this one, one of each kind at a time. A server of
+    several processes has one, in its first process (the others ask it: appliance.webworkers), so a
+    second press is refused whichever process answers it."""
 
     def __init__(self, app: Flask):
         self.app = app
         self._guard = threading.Lock()
-        self._rebuild: threading.Thread | None = None
-        self._sync: threading.Thread | None = None
+        self._watchers: dict[str, threading.Thread] = {}
+        self._failed: dict[str, bool] = {}
 
     def index_state(self) -> str:
-        """unknown, current, rebuilding or failed: as the thread keeping the index sees it."""
+        """unknown, current, rebuilding or failed: rebuilding while the librarian's rebuild runs,
+        failed when it failed, else as the thread keeping the index sees it."""
+        if self.rebuild_running():
+            return "rebuilding"
+        if self._failed.get("rebuild-index"):
+            return "failed"
         return self.app.extensions["library"].index_state
 
     def start_index_rebuild(self) -> bool:
-        """Rebuild the search index in a thread; False when a rebuild started here still runs.
+        """Rebuild the search index; False when a rebuild started here still runs.
 
         Searches use the current index meanwhile; where there is none, titles and authors from the
         catalog (see appliance/finder.py)."""
-        with self._guard:
-            if self.rebuild_running():
-                return False
-            self._rebuild = threading.Thread(target=_rebuild_index, args=(self.app.extensions["library"],),
-                                             name="index-rebuild", daemon=True)
-            self._rebuild.start()
-        return True
+        return self._start("rebuild-index")
 
     def rebuild_running(self) -> bool:
-        return self._rebuild is not None and self._rebuild.is_alive()
+        return self._running("rebuild-index")
 
     def start_sync(self) -> bool:
-        """Run every job of the sync agent once, in a thread; False when one started here still runs."""
-        from content_sync.agent import SyncAgent
-
-        with self._guard:
-            if self.sync_running():
-                return False
-            self._sync = threading.Thread(target=SyncAgent(self.app.extensions["library"].settings).run_once,
-                                          name="sync-now", daemon=True)
-            self._sync.start()
-        return True
+        """Run every job of the sync agent once; False when one started here still runs."""
+        return self._start("sync")
 
     def sync_running(self) -> bool:
-        return self._sync is not None and self._sync.is_alive()
+        return self._running("sync")
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the jobs started here (for tests)."""
-        for thread in (self._rebuild, self._sync):
-            if thread is not None:
-                thread.join(timeout)
+        for watcher in list(self._watchers.values()):
+            watcher.join(timeout)
 
+    def _start(self, job: str) -> bool:
+        with self._guard:
+            if self._running(job):
+                return False
+            self._failed[job] = False
+            watcher = threading.Thread(target=self._watch, args=(job,), name=job, daemon=True)
+            self._watchers[job] = watcher
+            watcher.start()
+        return True
 
-def _rebuild_index(state) -> None:
-    state.index_state = "rebuilding"
-    try:
-        db = state.connect_db()
+    def _running(self, job: str) -> bool:
+        watcher = self._watchers.get(job)
+        return watcher is not None and watcher.is_alive()
+
+    def _watch(self, job: str) -> None:
+        state = self.app.extensions["library"]
         try:
-            with state.index_lock:
-                indexing.rebuild(db, state.index)
-        finally:
-            db.close()
-        state.index_state = "current"
-    except Exception:
-        state.index_state = "failed"
-        logger.exception("rebuilding the search index failed")
+            childjobs.run(state.settings, job)
+        except Exception:
+            self._failed[job] = True
+            logger.exception("the librarian's %s failed", job)
+        else:
+            if job == "rebuild-index":
+                state.index_state = "current"

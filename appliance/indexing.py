@@ -86,20 +86,21 @@ def parts_of(db: sqlite_utils.Database, count: int) -> list[Callable[[], Iterato
     return [partial(docs_in, path, ids) for ids in parts if ids]
 
 
-def catch_up(db: sqlite_utils.Database, index: SearchIndex) -> int:
+def catch_up(db: sqlite_utils.Database, index: SearchIndex, rebuild_with: Callable[..., object] | None = None) -> int:
     """Apply pending index work; returns how many books were touched. Safe to repeat after a crash.
 
     One writer and one commit for all of it (each commit is a segment, and a search looks in every
     segment); books are read from the catalog one at a time as the writer takes them.
 
     Raises IndexBusy while another process rebuilds the index: the changes stay in the queue
-    for the first call after it (the rebuild read the catalog before some of them)."""
+    for the first call after it (the rebuild read the catalog before some of them). An unusable
+    index is rebuilt with ``rebuild_with(db, index)`` (``rebuild`` unless given)."""
     pending = _pending(db)
     if not pending:
         return 0
     if not index.is_usable():
         logger.warning("search index unusable; rebuilding it from the catalog")
-        rebuild(db, index)
+        (rebuild_with or rebuild)(db, index)
         return len(pending)
     with index.rebuild_held_off():
         seqs = {p["book_id"]: p["seq"] for p in _pending(db)}  # the latest change of each book
@@ -150,21 +151,24 @@ def rebuild(db: sqlite_utils.Database, index: SearchIndex, workers: int = 1) -> 
     return count
 
 
-def ensure_index(db: sqlite_utils.Database, index: SearchIndex) -> str:
-    """Make the index usable and current: rebuild when missing or broken, else replay the queue.
+def ensure_index(db: sqlite_utils.Database, index: SearchIndex,
+                 rebuild_with: Callable[..., object] | None = None) -> str:
+    """Make the index usable and current: rebuild when missing or broken (with ``rebuild_with(db,
+    index)``, ``rebuild`` unless given), else replay the queue.
 
     Returns "rebuilt", "caught-up" or "current".
     """
+    rebuild_with = rebuild_with or rebuild
     if not index.is_usable():
-        rebuild(db, index)
+        rebuild_with(db, index)
         return "rebuilt"
-    touched = catch_up(db, index)
+    touched = catch_up(db, index, rebuild_with)
     if touched:
         return "caught-up"
     # A book count mismatch means the index lost work (e.g. an old index folder was restored).
     indexed = index.book_ids()
     visible = {r[0] for r in db.execute("SELECT id FROM books WHERE hidden = 0")}
     if indexed != visible:
-        rebuild(db, index)
+        rebuild_with(db, index)
         return "rebuilt"
     return "current"

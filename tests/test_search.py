@@ -11,8 +11,8 @@ from functools import partial
 
 import pytest
 
+from appliance import childjobs, indexing
 from appliance import db as dbmod
-from appliance import indexing
 from appliance import search as search_module
 from appliance.chaptermarks import chapter_marks, chapters_with_any
 from appliance.search import IndexDoc, SearchIndex
@@ -842,11 +842,12 @@ def test_a_compaction_that_fails_leaves_the_index_serving_and_is_not_tried_again
     _one_large_import_and_four_small(settings, make_epub)
     tried = []
 
-    def failing(db, index):
+    def failing(settings, job):
+        assert job == "compact-index"
         tried.append(time.monotonic())
         raise trouble
 
-    monkeypatch.setattr(indexing, "compact", failing)
+    monkeypatch.setattr(childjobs, "run", failing)
     state = app.extensions["library"]
     stop = start_index_keeper(app, interval=0.02, compact_idle=0)
     try:
@@ -859,6 +860,34 @@ def test_a_compaction_that_fails_leaves_the_index_serving_and_is_not_tried_again
     assert (len(tried) == 1 if tries == "once" else len(tried) > 5) and state.index_state == "current"
     assert state.index.segment_count() == 5
     assert [state.index.search(f"chữ{n}").total for n in range(12)] == [1] * 12
+
+
+def test_the_index_jobs_processes_say_busy_and_failed_apart(settings, make_epub):
+    """The server's compaction (and the librarian's rebuild) run in a process of their own, which
+    says by its end whether the index was busy (another process rebuilding it: tried after the
+    next idle spell) or the job failed (tried an hour later)."""
+    _one_large_import_and_four_small(settings, make_epub)
+    other = SearchIndex(settings.index_dir)  # `library reindex`, say
+    try:
+        with other.rebuild_held_off():
+            with pytest.raises(search_module.IndexBusy):
+                childjobs.run(settings, "compact-index")
+    finally:
+        other.close()
+    lock = settings.index_dir / search_module.REBUILD_LOCK
+    lock.unlink()
+    lock.mkdir()
+    with pytest.raises(childjobs.JobFailed):
+        childjobs.run(settings, "compact-index")
+    lock.rmdir()
+    index = SearchIndex(settings.index_dir)
+    try:
+        assert index.segment_count() == 5
+        childjobs.run(settings, "compact-index")
+        assert index.segment_count() == 2
+        assert [index.search(f"chữ{n}").total for n in range(12)] == [1] * 12
+    finally:
+        index.close()
 
 
 def test_a_compaction_takes_the_smallest_segments_up_to_a_number_of_books(index, monkeypatch):

@@ -134,6 +134,39 @@ def test_release_installed_and_statistics_received_exactly_once(hub, publisher, 
     assert "last success" in status.stdout and "statistics batches waiting: 0" in status.stdout
 
 
+def test_the_librarians_sync_now_installs_the_hubs_release_from_a_process_of_its_own(hub, publisher, settings,
+                                                                                      make_epub, tmp_path):
+    """"Sync now" on the system page runs the agent's jobs once in a process of its own (with the
+    server's settings: the hub's address is not in the environment here): the release is installed."""
+    from appliance.app import create_app
+    from tests.admin_support import log_in, make_admin, post_form
+
+    hub_url, hub_data = hub
+    for n in range(2):
+        make_epub(title=f"Truyện {n}", folder=tmp_path / "src", name=f"t{n}.epub")
+    bundles.build_release(tmp_path / "src", CHANNEL, publisher[0], hub_data / "tree")
+    db = trusting_box(settings, publisher)
+    db.close()
+    shutil.copy(hub_data / "keys" / "hub-ed25519.pub", settings.keys_dir / "hub.pub")
+    box = settings.replace(hub_url=hub_url)
+    app = create_app(box, TESTING=True)
+    try:
+        make_admin(box)
+        client = app.test_client()
+        log_in(client)
+        answer = post_form(client, "/admin/sync", page="/admin/system", follow_redirects=True)
+        assert "Sync started" in answer.get_data(as_text=True)
+        app.extensions["jobs"].join(60)
+        page = client.get("/admin/system").get_data(as_text=True)
+        assert "last success: never" not in page
+        db = dbmod.connect(settings.db_path)
+        assert apply.installed_version(db, CHANNEL) == 1
+        assert db.execute("SELECT count(*) FROM books").fetchone()[0] == 2
+        db.close()
+    finally:
+        app.extensions["library"].close()
+
+
 def _resign(settings, payload) -> bytes:
     from content_sync import statsbatch
 

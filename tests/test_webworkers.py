@@ -12,7 +12,6 @@ import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
@@ -20,35 +19,9 @@ from appliance import db as dbmod
 from appliance.discovery import wait_for
 from appliance.webworkers import Board
 from tests.admin_support import PASSWORD, TOKEN, make_admin
+from tests.processes import alive, children, cpu_seconds
 
 OPEN = re.compile(r"Library open at http://localhost:(\d+)/(?: \((\d+) processes\))?")
-
-
-def children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid``, read from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 class Server:
