@@ -154,11 +154,13 @@ def rebuild(db: sqlite_utils.Database, index: SearchIndex, workers: int = 1) -> 
 def ensure_index(db: sqlite_utils.Database, index: SearchIndex,
                  rebuild_with: Callable[..., object] | None = None) -> str:
     """Make the index usable and current: rebuild when missing or broken (with ``rebuild_with(db,
-    index)``, ``rebuild`` unless given), else replay the queue.
+    index)``, ``rebuild`` unless given), else replay the queue. What an unfinished rebuild left is
+    removed first.
 
     Returns "rebuilt", "caught-up" or "current".
     """
     rebuild_with = rebuild_with or rebuild
+    index.remove_leftovers()
     if not index.is_usable():
         rebuild_with(db, index)
         return "rebuilt"

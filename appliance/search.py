@@ -1088,6 +1088,22 @@ class SearchIndex:
         logger.info("search index rebuilt in %s with %d books", self.folder / gen, count)
         return count
 
+    def remove_leftovers(self) -> list[str]:
+        """Delete the generations a rebuild left unfinished (killed, or cut by a power failure: up to
+        the size of a whole index on the SD card); returns their names. Not while another process
+        rebuilds (its new generation is one of them): then nothing."""
+        try:
+            with self.rebuild_held_off():
+                current = self._current_gen()
+                gone = sorted(p.name for p in self._generation_dirs() if p.name != current)
+                for name in gone:
+                    shutil.rmtree(self.folder / name, ignore_errors=True)
+        except IndexBusy:
+            return []
+        if gone:
+            logger.info("removed %s, left by a rebuild that did not finish", ", ".join(gone))
+        return gone
+
     def _switch_over(self, old: str | None, gen: str) -> None:
         """Make ``gen`` current once no other process is writing to ``old``, then delete ``old``."""
         old_lock = None

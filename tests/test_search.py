@@ -668,6 +668,26 @@ def test_books_that_arrive_while_another_process_rebuilds_the_index_are_in_the_n
         db.close()
 
 
+def test_what_an_unfinished_rebuild_left_is_removed_but_not_while_one_runs(settings, make_epub):
+    import_files(settings, [make_epub(title="Sách cũ", chapters=[("Một", ["Chữ trâu ở bản."])])])
+    (current,) = [p.name for p in settings.index_dir.glob("gen-*")]
+    half_made = settings.index_dir / "gen-000007"
+    half_made.mkdir()
+    (half_made / "_MAIN_1.toc").write_bytes(b"\0" * 1000)
+    db = dbmod.connect(settings.db_path)
+    index, rebuilding = SearchIndex(settings.index_dir), SearchIndex(settings.index_dir)
+    try:
+        with rebuilding.rebuild_held_off():  # another process's rebuild: its generation is being made
+            assert indexing.ensure_index(db, index) == "current" and half_made.is_dir()
+        assert indexing.ensure_index(db, index) == "current"
+        assert [p.name for p in settings.index_dir.glob("gen-*")] == [current]
+        assert index.search("trau").total == 1
+    finally:
+        index.close()
+        rebuilding.close()
+        db.close()
+
+
 def test_a_rebuilds_parts_are_runs_of_books_with_about_as_much_text(settings, make_epub):
     """``parts_of`` cuts the visible books, in id order, into runs of about an even share of the
     text left: one long book is a part of its own, the short ones after it share the others."""

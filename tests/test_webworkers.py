@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -198,6 +199,44 @@ def test_the_librarian_sees_the_index_state_of_the_process_that_keeps_it(books):
 
         # Only the first process keeps the index; a worker asks it (without asking: "unknown").
         assert wait_for(lambda: all("<strong>current</strong>" in page for page in system_pages()), 10)
+
+
+def test_the_librarians_rebuild_runs_in_a_process_that_ends_with_the_server(books):
+    """Pressed on whichever process answers, the rebuild runs in a process of its own, started by
+    the first; when the server is killed mid-rebuild that process ends too (held here, stopped), and
+    the server started again finds its index usable and current."""
+    make_admin(books)
+    with Server(books) as server:
+        server.ready()
+        status, session = _login(server, PASSWORD)
+        _, headers, page = server.get("/admin/system", headers={"Cookie": session})
+        body = urllib.parse.urlencode({"csrf_token": TOKEN.search(page).group(1)})
+        status, _, _ = server.get("/admin/system/reindex", method="POST", body=body,
+                                  headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": session})
+        assert status == 303
+
+        def job() -> int | None:
+            found = [pid for pid in children(server.pid)
+                     if b"appliance.childjobs" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            return found[0] if found else None
+
+        rebuilding = wait_for(job, 10, step=0.005)
+        assert rebuilding
+        os.kill(rebuilding, signal.SIGSTOP)
+        pages = [body for _, _, body in many(server, ["/admin/system"] * 10, headers={"Cookie": session})]
+        assert all("<strong>rebuilding</strong>" in page for page in pages)
+        current = (books.index_dir / "CURRENT").read_text()
+        os.kill(server.pid, signal.SIGKILL)
+        os.kill(rebuilding, signal.SIGCONT)  # the signal the server's death sent it is pending meanwhile
+        assert wait_for(lambda: not alive(rebuilding), 10)
+        assert (books.index_dir / "CURRENT").read_text() == current  # it ended there, not done
+    with Server(books) as server:
+        server.ready()
+        assert wait_for(lambda: "Truyện số 3" in server.get("/search?q=con+trau+3")[2], 15)
+        status, session = _login(server, PASSWORD)
+        assert wait_for(lambda: "<strong>current</strong>" in server.get("/admin/system", headers={"Cookie": session})[2], 15)
+        # The half-made index the rebuild left is gone (at 10,000 books it would be hundreds of MB).
+        assert sorted(p.name for p in books.index_dir.glob("gen-*")) == [current.strip()]
 
 
 def test_a_dead_worker_is_started_again_and_the_server_stops_whole(books):
