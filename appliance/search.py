@@ -33,8 +33,6 @@ matchers.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import html
 import io
 import itertools
@@ -67,6 +65,7 @@ from whoosh.reading import SegmentReader, TermNotFound
 from whoosh.writing import LockError, PostingPool, SegmentWriter
 
 from .chaptermarks import chapters_with_all, chapters_with_any, marks_of_words
+from .filelock import FileLock
 from .fsutil import atomic_write_text, fsync_dir
 from .lru import SizedLRU
 from .postings import EMPTY_IDS, EMPTY_WEIGHTS, ReaderTables
@@ -567,36 +566,6 @@ def _matching_spans(text: str, words: frozenset[str], start: int, end: int) -> l
 # The index
 
 
-class _FileLock:
-    """An flock on a file, held until release() or the end of the process."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.fd: int | None = None
-
-    def acquire(self, timeout: float) -> bool:
-        fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o644)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self.fd = fd
-                return True
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() >= deadline:
-                    os.close(fd)
-                    if e.errno in (errno.EAGAIN, errno.EACCES):
-                        return False
-                    raise
-                time.sleep(0.1)
-
-    def release(self) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
-
-
 class SearchIndex:
     """Full-text search over the catalog's books.
 
@@ -972,7 +941,7 @@ class SearchIndex:
                 yield
                 return
             self.folder.mkdir(parents=True, exist_ok=True)
-            lock = _FileLock(self.folder / REBUILD_LOCK)
+            lock = FileLock(self.folder / REBUILD_LOCK)
             if not lock.acquire(timeout):
                 raise IndexBusy(f"the search index in {self.folder} {busy}")
             self._rebuild_lock_held = True

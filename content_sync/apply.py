@@ -6,7 +6,9 @@ logged), free disk for the new blobs plus the reserve, then each blob's size and
 arrives. Blobs are written under ``staging/`` and moved into the blob store only once verified.
 Then one transaction adds, updates and removes the books and records the new version: a power cut at
 any instant leaves the old release or the new one. The search index follows from the index queue.
-Blobs no longer referenced by any book are collected afterwards.
+Blobs no longer referenced by any book are collected afterwards. One install at a time per box:
+the sync agent's service, a sync a librarian started and a van's visit are separate processes,
+and two of them fetching the same blobs into ``staging/`` spoiled each other's files.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from appliance import catalog
 from appliance.blobs import BlobStore, sha256_file
 from appliance.db import next_seq
 from appliance.epub import EpubUnreadable, read_epub
+from appliance.filelock import FileLock
 from appliance.fsutil import atomic_write_bytes, atomic_write_text, free_bytes
 from appliance.importer import record_to_new_book
 from appliance.settings import Settings
@@ -32,7 +35,12 @@ from .sources import BlobTooLarge, BlobTruncated, ReleaseSource, SourceError
 
 logger = logging.getLogger(__name__)
 
+INSTALL_LOCK = "install.lock"  # in staging/
 GC_GRACE_SECONDS = 600  # a blob younger than this may belong to an import still in progress
+
+
+class InstallBusy(SourceError):
+    """Another process of this box is installing releases now; try again later (nothing was done)."""
 
 
 class RollbackRefused(bundles.BundleError):
@@ -111,8 +119,22 @@ def apply_release(settings: Settings, db: sqlite_utils.Database, source: Release
                   keys: list[minisign.PublicKey] | None = None, gc: bool = True,
                   gc_grace_seconds: float = GC_GRACE_SECONDS) -> ApplyResult:
     """Install the newest release of ``channel`` offered by ``source``; refuse it with a BundleError
-    (or minisign.SignatureError, SourceError) that says which check failed, leaving the box as it was."""
+    (or minisign.SignatureError, SourceError) that says which check failed, leaving the box as it was.
+    InstallBusy at once while another process installs releases."""
     bundles.check_channel_name(channel)
+    settings.staging_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(settings.staging_dir / INSTALL_LOCK)
+    if not lock.acquire(0):
+        raise InstallBusy("another process of this box (the sync agent, a sync a librarian started, a van's "
+                          "visit) is installing releases; this one waits for the next try")
+    try:
+        return _apply_release(settings, db, source, channel, keys=keys, gc=gc, gc_grace_seconds=gc_grace_seconds)
+    finally:
+        lock.release()
+
+
+def _apply_release(settings: Settings, db: sqlite_utils.Database, source: ReleaseSource, channel: str, *,
+                   keys: list[minisign.PublicKey] | None, gc: bool, gc_grace_seconds: float) -> ApplyResult:
     keys = trusted_keys(settings) if keys is None else keys
     if not keys:
         raise minisign.UnknownKey(f"this box trusts no publisher key yet: put one in {publisher_keys_dir(settings)}")

@@ -59,6 +59,8 @@ def exchange(settings: Settings, db: sqlite_utils.Database, peer: Peer, *, polic
         try:
             result = apply.apply_release(settings, db, source, channel)
             done.append(f"from {peer.name}: " + apply.describe(result))
+        except apply.InstallBusy as e:
+            done.append(f"{channel} from {peer.name} left for later: {e}")
         except (bundles.BundleError, minisign.SignatureError, SourceError) as e:
             logger.warning("refused %s from peer %s: %s", channel, peer.name, e)
             done.append(f"refused {channel} from {peer.name}: {e}")

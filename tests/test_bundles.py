@@ -102,6 +102,42 @@ def test_signed_release_applies_and_is_searchable(box, tree):
     assert kept.read_bytes() == (tree / bundles.manifest_path(CHANNEL, 1)).read_bytes()
 
 
+def test_one_install_at_a_time_the_other_is_told_and_changes_nothing(box, tree):
+    """The sync agent's service fetches a release over a slow link (held here in the middle of a
+    blob) while a librarian's "Sync now" asks for the same: the second is told at once and touches
+    nothing (both writing the same files in staging/ spoiled them); the first installs it."""
+    settings, db = box
+    halfway, carry_on = threading.Event(), threading.Event()
+
+    class SlowLink(FolderSource):
+        def fetch_blob(self, sha256, size, target):
+            halfway.set()
+            assert carry_on.wait(30)
+            return super().fetch_blob(sha256, size, target)
+
+    outcome = []
+
+    def agent() -> None:
+        other = dbmod.connect(settings.db_path)
+        try:
+            outcome.append(apply.apply_release(settings, other, SlowLink(tree), CHANNEL))
+        finally:
+            other.close()
+
+    first = threading.Thread(target=agent)
+    first.start()
+    try:
+        assert halfway.wait(30)
+        staged = sorted(p.name for p in (settings.staging_dir / "blobs").iterdir())
+        refused(box, tree, apply.InstallBusy, "another process of this box")
+        assert sorted(p.name for p in (settings.staging_dir / "blobs").iterdir()) == staged
+    finally:
+        carry_on.set()
+        first.join(30)
+    assert outcome and outcome[0].status == "installed" and outcome[0].added == 3
+    assert apply.apply_release(settings, db, FolderSource(tree), CHANNEL).status == "current"
+
+
 def test_update_adds_changes_removes_and_collects_old_files(box, tree, source_books, publisher, make_epub):
     settings, db = box
     apply.apply_release(settings, db, FolderSource(tree), CHANNEL)
