@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from appliance.db import get_setting, next_seq, put_setting
+from appliance.filelock import FileLock
 from appliance.fsutil import atomic_write_bytes, fsync_dir
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 FORMAT = 1
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 MAX_ROWS = 20_000  # per batch; more waits for the next one
+EXPORT_LOCK = "export.lock"  # in the outbox
+EXPORT_WAIT_SECONDS = 60.0  # an export takes well under a second
 
 
 class BatchInvalid(Exception):
@@ -118,8 +121,22 @@ def export_batch(db: sqlite_utils.Database, outbox: Path, key: BoxKey, *, min_te
     """Put every count not yet exported into a new signed batch in the outbox; None when nothing is new.
 
     The batch file is written before the counts are marked as exported; a crash between the two is
-    repaired by ``reconcile`` (run first), so no count is sent twice under two batch numbers.
+    repaired by ``reconcile`` (run first), so no count is sent twice under two batch numbers. One
+    export at a time per box (the agent, a van's visit, ``library stats export`` are processes of
+    their own): two reading the same counts before either marked them sent them twice.
     """
+    outbox.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(outbox / EXPORT_LOCK)
+    if not lock.acquire(EXPORT_WAIT_SECONDS):
+        raise TimeoutError(f"another process kept {outbox / EXPORT_LOCK} for {EXPORT_WAIT_SECONDS} s")
+    try:
+        return _export_batch(db, outbox, key, min_term_count=min_term_count, box_name=box_name)
+    finally:
+        lock.release()
+
+
+def _export_batch(db: sqlite_utils.Database, outbox: Path, key: BoxKey, *, min_term_count: int,
+                  box_name: str) -> Path | None:
     reconcile(db, outbox, key)
     rare = {t for (t,) in db.execute(
         "SELECT term FROM stats_counts WHERE kind = 'search' GROUP BY term HAVING sum(count) < ?", [min_term_count])}

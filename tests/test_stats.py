@@ -216,6 +216,47 @@ def test_crash_between_batch_file_and_marks_sends_nothing_twice(app, client, lib
     db.close()
 
 
+def test_two_processes_exporting_at_once_send_each_count_once(app, client, library, settings, monkeypatch):
+    """The agent's service exports while a van's visit does too (held here while it signs): the
+    second waits for the first, then finds nothing new; every view is in one batch only."""
+    for _ in range(3):
+        client.get("/books/1")
+    flush(app)
+    key = statsbatch.load_box_key(settings.keys_dir)
+    signing, carry_on = threading.Event(), threading.Event()
+    sign = statsbatch.sign_payload
+
+    def slow_sign(payload, key):
+        if threading.current_thread().name == "first":
+            signing.set()
+            assert carry_on.wait(30)
+        return sign(payload, key)
+
+    monkeypatch.setattr(statsbatch, "sign_payload", slow_sign)
+    made = []
+
+    def export() -> None:
+        db = dbmod.connect(settings.db_path)
+        try:
+            made.append(statsbatch.export_batch(db, settings.outbox_dir, key))
+        finally:
+            db.close()
+
+    first = threading.Thread(target=export, name="first")
+    first.start()
+    assert signing.wait(30)
+    second = threading.Thread(target=export, name="second")
+    second.start()
+    second.join(0.5)
+    assert second.is_alive()  # waiting for the first
+    carry_on.set()
+    first.join(30)
+    second.join(30)
+    assert len(made) == 2 and made.count(None) == 1
+    batches = [statsbatch.verify_batch(p.read_bytes()) for p in statsbatch.pending_batches(settings.outbox_dir)]
+    assert sum(b["count"] for batch in batches for b in batch["books"] if b["kind"] == "view") == 3
+
+
 def test_clock_from_1970_then_trusted_time_gives_the_right_days(settings):
     settings.home.mkdir(parents=True)
     db = dbmod.connect(settings.db_path)
