@@ -18,13 +18,18 @@ INDEX_CHECK_SECONDS = 5.0
 # several on a Pi).
 COMPACT_IDLE_SECONDS = 300.0
 COMPACT_RETRY_SECONDS = 3600.0  # after a compaction failed
+# From this many books waiting (a release, an import by another process), the index takes them in a
+# process of its own (appliance.childjobs): about 60 ms of the interpreter each here, seconds on a Pi.
+# Fewer (a librarian's edit) are indexed in the keeper's thread, without starting a process.
+CHILD_CATCH_UP_BOOKS = 20
 
 
 def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDEX_CHECK_SECONDS,
                        compact_idle: float = COMPACT_IDLE_SECONDS) -> None:
     """Bring the index up to date at start (rebuilding it if broken), then replay new catalog
     changes (from imports, bundles or the admin pages) every few seconds, and compact the small
-    segments those changes leave once the box has had no request for ``compact_idle`` seconds."""
+    segments those changes leave once the box has had no request for ``compact_idle`` seconds.
+    Rebuilds, compactions and many changes are done by a process of its own (appliance.childjobs)."""
     state = app.extensions["library"]
     first = True
     busy = False  # the last turn found the index busy
@@ -36,6 +41,9 @@ def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDE
                 with state.index_lock:
                     if first:
                         state.index_state = "rebuilding" if not state.index.is_usable() else state.index_state
+                    if _pending(db) >= CHILD_CATCH_UP_BOOKS:
+                        childjobs.run(state.settings, "catch-up")
+                    if first:
                         outcome = indexing.ensure_index(db, state.index, _rebuild_in_child(state))
                         logger.info("search index %s", outcome)
                         first = False
@@ -69,6 +77,10 @@ def _compact(state) -> None:
     with state.index_lock:
         if state.index.small_segments() >= COMPACT_SMALL_SEGMENTS:
             childjobs.run(state.settings, "compact-index")  # searches go on, on the segments as they were
+
+
+def _pending(db) -> int:
+    return db.execute("SELECT count(*) FROM index_queue").fetchone()[0]
 
 
 def _rebuild_in_child(state):

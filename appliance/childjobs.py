@@ -1,5 +1,6 @@
-"""Long work the web server hands to a process of its own: the search index rebuilt or compacted,
-the sync agent's jobs run at a librarian's word.
+"""Long work the web server hands to a process of its own: the search index rebuilt, compacted or
+brought up to date with many books (a release, an import), the sync agent's jobs run at a
+librarian's word.
 
 Python runs one thread at a time in a process. A rebuild of 1,075 books in a thread of a server
 answering 20 phones' new searches took the interpreter from them: 47 searches a second instead of
@@ -21,7 +22,7 @@ from .settings import Settings
 
 logger = logging.getLogger(__name__)
 
-JOBS = ("rebuild-index", "compact-index", "sync")
+JOBS = ("rebuild-index", "compact-index", "catch-up", "sync")
 BUSY = 75  # exit status: the search index was busy (another process rebuilds it or writes to it)
 
 
@@ -68,6 +69,8 @@ def _work(settings: Settings, job: str) -> None:
     try:
         if job == "rebuild-index":
             indexing.rebuild(db, index)  # in this one process: the other cores are the readers'
+        elif job == "catch-up":
+            indexing.catch_up(db, index)
         else:
             indexing.compact(db, index)
     finally:

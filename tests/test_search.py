@@ -849,6 +849,44 @@ def test_the_server_compacts_the_index_only_when_readers_leave_it_idle(settings,
     assert client.get("/search?q=chu11").get_data(as_text=True).count("Sách 11") >= 1
 
 
+def test_many_books_waiting_are_indexed_by_a_process_of_its_own(settings, make_epub, app, monkeypatch):
+    """A release of many books arrives (installed by the sync agent's process, which leaves them
+    in the index's queue): the server does not index them in its own process, where they would take
+    the interpreter from the readers for seconds, but in one of its own (appliance.childjobs)."""
+    import time
+
+    from appliance import background
+    from appliance.background import start_index_keeper
+    from appliance.importer import Importer
+
+    import_files(settings, [make_epub(title="Sách cũ", chapters=[("Một", ["Chữ trâu ở bản."])])])
+    db = dbmod.connect(settings.db_path)
+    try:
+        count = background.CHILD_CATCH_UP_BOOKS
+        books = [make_epub(title=f"Truyện {n}", chapters=[("Một", [f"Có chữ{n} ở bản."])]) for n in range(count)]
+        assert len(Importer(settings, db, None).import_paths(books).imported) == count
+    finally:
+        db.close()
+
+    catch_up = indexing.catch_up
+
+    def only_nothing_here(db, *args, **kwargs):
+        assert db.execute("SELECT count(*) FROM index_queue").fetchone()[0] == 0, "indexed in the server's process"
+        return catch_up(db, *args, **kwargs)
+
+    monkeypatch.setattr(indexing, "catch_up", only_nothing_here)
+    index = app.extensions["library"].index
+    stop = start_index_keeper(app, interval=0.05)
+    try:
+        deadline = time.monotonic() + 30
+        while index.search(f"chữ{count - 1}").total == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+    assert [index.search(f"chữ{n}").total for n in range(count)] == [1] * count
+    assert app.extensions["library"].index_state == "current"
+
+
 @pytest.mark.parametrize("trouble, tries", [(OSError(28, "No space left on device"), "once"),
                                             (search_module.IndexBusy("an import is writing"), "again")])
 def test_a_compaction_that_fails_leaves_the_index_serving_and_is_not_tried_again_at_once(
