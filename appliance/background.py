@@ -21,7 +21,7 @@ COMPACT_RETRY_SECONDS = 3600.0  # after a compaction failed
 # From this many books waiting (a release, an import by another process), the index takes them in a
 # process of its own (appliance.childjobs): each takes tens of milliseconds of a core (200 generated
 # books: 13.5 s on the 2-core benchmark machine), more on a Pi. Fewer (a librarian's edit, an upload)
-# are indexed in the keeper's thread, without starting a process (about half a second of a core).
+# are indexed in the keeper's thread, without starting a process (a third of a second of a core).
 CHILD_CATCH_UP_BOOKS = 20
 
 
