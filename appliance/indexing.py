@@ -92,8 +92,9 @@ def catch_up(db: sqlite_utils.Database, index: SearchIndex, rebuild_with: Callab
     One writer and one commit for all of it (each commit is a segment, and a search looks in every
     segment); books are read from the catalog one at a time as the writer takes them.
 
-    Raises IndexBusy while another process rebuilds the index: the changes stay in the queue
-    for the first call after it (the rebuild read the catalog before some of them). An unusable
+    Waits while another process applies changes; raises IndexBusy when it or a rebuild keeps the
+    index longer than a writer is waited for: the changes stay in the queue for the first call
+    after it (a rebuild read the catalog before some of them). An unusable
     index is rebuilt with ``rebuild_with(db, index)`` (``rebuild`` unless given)."""
     pending = _pending(db)
     if not pending:
@@ -102,7 +103,7 @@ def catch_up(db: sqlite_utils.Database, index: SearchIndex, rebuild_with: Callab
         logger.warning("search index unusable; rebuilding it from the catalog")
         (rebuild_with or rebuild)(db, index)
         return len(pending)
-    with index.rebuild_held_off():
+    with index.rebuild_held_off(wait=True):
         seqs = {p["book_id"]: p["seq"] for p in _pending(db)}  # the latest change of each book
         index.update(_changes(db, seqs))
         with db.atomic():

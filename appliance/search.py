@@ -925,12 +925,14 @@ class SearchIndex:
             return gen
 
     @contextmanager
-    def rebuild_held_off(self):
-        """No rebuild (of any process) can start or run while this is held; IndexBusy at once if
-        one runs. For applying catalog changes and clearing them from the queue: a rebuild running
-        meanwhile would switch to an index made from the catalog as it was before them, and they
-        would be lost from it."""
-        with self._no_other_rebuild(0, "is being rebuilt; the changes wait in the queue"):
+    def rebuild_held_off(self, wait: bool = False):
+        """No rebuild (of any process) can start or run while this is held. For applying catalog
+        changes and clearing them from the queue: a rebuild running meanwhile would switch to an
+        index made from the catalog as it was before them, and they would be lost from it. Another
+        process holding it (a rebuild, or changes being applied) gives IndexBusy, at once or, with
+        ``wait``, after waiting for it as long as for a writer."""
+        with self._no_other_rebuild(WRITE_TIMEOUT if wait else 0,
+                                    "is being rebuilt or updated by another process; the changes wait in the queue"):
             yield
 
     @contextmanager

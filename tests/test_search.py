@@ -6,6 +6,7 @@ import os
 import random
 import shutil
 import threading
+import time
 import urllib.parse
 from functools import partial
 
@@ -622,6 +623,7 @@ def test_books_that_arrive_while_another_process_rebuilds_the_index_are_in_the_n
     from appliance.search import IndexBusy
 
     import_files(settings, [make_epub(title="Sách cũ", chapters=[("Một", ["Chữ trâu ở bản."])])])
+    monkeypatch.setattr(search_module, "WRITE_TIMEOUT", 0.3)  # how long an update waits for the rebuild
     catalog_read, carry_on = threading.Event(), threading.Event()
     real_all_docs = indexing.all_docs
 
@@ -664,6 +666,36 @@ def test_books_that_arrive_while_another_process_rebuilds_the_index_are_in_the_n
         assert indexing.ensure_index(db, server) == "current"
     finally:
         carry_on.set()
+        server.close()
+        db.close()
+
+
+def test_an_update_waits_for_another_processs_update_instead_of_giving_up(settings, make_epub):
+    """The server indexing a release while `library import` wants to index its books: the import
+    waits for it (as for the index's writer) rather than leaving its books to the server."""
+    from appliance.importer import Importer
+
+    import_files(settings, [make_epub(title="Sách cũ", chapters=[("Một", ["Chữ trâu ở bản."])])])
+    server, held = SearchIndex(settings.index_dir), threading.Event()
+
+    def server_updating() -> None:
+        with server.rebuild_held_off():
+            held.set()
+            time.sleep(0.5)
+
+    updating = threading.Thread(target=server_updating)
+    updating.start()
+    db = dbmod.connect(settings.db_path)
+    index = SearchIndex(settings.index_dir)
+    try:
+        assert held.wait(10)
+        report = Importer(settings, db, index).import_paths([make_epub(title="Sách mới",
+                                                                       chapters=[("Một", ["Chữ ngựa ở bản."])])])
+        assert report.imported and not report.index_busy
+        assert index.search("ngua").total == 1
+    finally:
+        updating.join()
+        index.close()
         server.close()
         db.close()
 
@@ -853,7 +885,6 @@ def test_many_books_waiting_are_indexed_by_a_process_of_its_own(settings, make_e
     """A release of many books arrives (installed by the sync agent's process, which leaves them
     in the index's queue): the server does not index them in its own process, where they would take
     the interpreter from the readers for seconds, but in one of its own (appliance.childjobs)."""
-    import time
 
     from appliance import background
     from appliance.background import start_index_keeper
@@ -879,7 +910,8 @@ def test_many_books_waiting_are_indexed_by_a_process_of_its_own(settings, make_e
     stop = start_index_keeper(app, interval=0.05)
     try:
         deadline = time.monotonic() + 30
-        while index.search(f"chữ{count - 1}").total == 0 and time.monotonic() < deadline:
+        while (index.search(f"chữ{count - 1}").total == 0 or app.extensions["library"].index_state != "current") \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         stop.set()
