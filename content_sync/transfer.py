@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from appliance.filelock import FileLock
 from appliance.fsutil import atomic_write_text
 
 from .sources import BlobTooLarge, BlobTruncated, ReleaseSource, SourceError
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 CHUNK = 256 * 1024
 TIMEOUT = 30.0
 MAX_ATTEMPTS = 50
+STATE_LOCK_SECONDS = 5.0  # another process adding to the day's count takes a moment
 
 
 class LinkClosed(SourceError):
@@ -93,16 +95,23 @@ class LinkPolicy:
     state_file: Path | None = None
 
     def __post_init__(self) -> None:
-        if self.state_file is not None and self.state_file.exists():
-            try:
-                self.used = {k: int(v) for k, v in json.loads(self.state_file.read_text()).items()}
-            except (ValueError, OSError, AttributeError):
-                self.used = {}
+        if self.state_file is not None:
+            self.used = self._load()
+
+    def _load(self) -> dict[str, int]:
+        """What the state file says was spent (the agent's service, a sync a librarian started and
+        a van's visit are processes of their own, sharing the budget through it)."""
+        try:
+            return {k: int(v) for k, v in json.loads(self.state_file.read_text()).items()}
+        except (ValueError, OSError, AttributeError):
+            return {}
 
     def day(self) -> str:
         return datetime.fromtimestamp(self.clock(), tz=UTC).strftime("%Y-%m-%d")
 
     def used_today(self) -> int:
+        if self.state_file is not None:
+            self.used = self._load()
         return self.used.get(self.day(), 0)
 
     def hour_allowed(self) -> bool:
@@ -127,9 +136,18 @@ class LinkPolicy:
 
     def spent(self, n: int) -> None:
         day = self.day()
-        self.used = {day: self.used.get(day, 0) + n}  # older days are forgotten
-        if self.state_file is not None:
+        if self.state_file is None:
+            self.used = {day: self.used.get(day, 0) + n}  # older days are forgotten
+            return
+        lock = FileLock(self.state_file.with_name(self.state_file.name + ".lock"))
+        locked = lock.acquire(STATE_LOCK_SECONDS)  # else counted anyway: better than not at all
+        try:
+            used = self._load()  # with what other processes spent since
+            self.used = {day: used.get(day, 0) + n}
             atomic_write_text(self.state_file, json.dumps(self.used))
+        finally:
+            if locked:
+                lock.release()
 
 
 class _Throttle:

@@ -269,6 +269,23 @@ def test_daily_budget_and_allowed_hours(hub, publisher, settings, make_epub, tmp
     db.close()
 
 
+def test_processes_sharing_the_days_budget_count_each_others_bytes(tmp_path):
+    """The agent's service and a sync started from the system page each keep a LinkPolicy on the
+    same file: neither overwrites what the other counted, and each sees it."""
+    now = lambda: 1_795_000_000.0  # noqa: E731
+    usage = tmp_path / "link-usage.json"
+    service = LinkPolicy(budget_bytes_per_day=1000, clock=now, state_file=usage)
+    sync_now = LinkPolicy(budget_bytes_per_day=1000, clock=now, state_file=usage)
+    for _ in range(3):
+        service.spent(100)
+        sync_now.spent(200)
+    assert service.used_today() == sync_now.used_today() == 900
+    assert sync_now.allowance(500) == 100
+    sync_now.spent(100)
+    with pytest.raises(LinkClosed, match="budget"):
+        service.check()
+
+
 def test_what_is_retried_and_how_long_it_waits():
     from content_sync.sources import BlobTooLarge
     from content_sync.transfer import HttpStatusError, is_retryable
