@@ -5,8 +5,8 @@ librarian's word.
 Python runs one thread at a time in a process. A rebuild of 1,075 books in a thread of a server
 answering 20 phones' new searches took the interpreter from them: 47 searches a second instead of
 295, p90 1.3 s instead of 87 ms; in a process of its own it changed nothing (BENCHMARKS.md, "The
-librarian's jobs"). The child gets the server's settings whole (``Settings.passed_on``) and ends
-when the server does.
+librarian's jobs while phones read"). The child gets the server's settings whole
+(``Settings.passed_on``) and ends when the server does.
 """
 from __future__ import annotations
 

@@ -126,7 +126,7 @@ def apply_release(settings: Settings, db: sqlite_utils.Database, source: Release
     lock = FileLock(settings.staging_dir / INSTALL_LOCK)
     if not lock.acquire(0):
         raise InstallBusy("another process of this box (the sync agent, a sync a librarian started, a van's "
-                          "visit) is installing releases; this one waits for the next try")
+                          "visit) is installing releases; try again when it has finished")
     try:
         return _apply_release(settings, db, source, channel, keys=keys, gc=gc, gc_grace_seconds=gc_grace_seconds)
     finally:
