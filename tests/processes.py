@@ -30,3 +30,14 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def child_running(parent: int, command_part: bytes) -> int | None:
+    """The pid of a child of ``parent`` whose command line holds ``command_part``, if there is one."""
+    for pid in children(parent):
+        try:
+            if command_part in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:  # it ended meanwhile
+            pass
+    return None

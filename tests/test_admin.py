@@ -214,18 +214,9 @@ def test_system_page_shows_sync_and_sync_now_needs_a_hub(admin_client):
 def _job_process() -> int:
     """The pid of the librarian's job's process (a child of this one), once it is there."""
     from appliance.discovery import wait_for
-    from tests.processes import children
+    from tests.processes import child_running
 
-    def job() -> int | None:
-        for pid in children(os.getpid()):
-            try:
-                if b"appliance.childjobs" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    return pid
-            except OSError:
-                pass
-        return None
-
-    found = wait_for(job, 10, step=0.005)
+    found = wait_for(lambda: child_running(os.getpid(), b"appliance.childjobs"), 10, step=0.005)
     assert found, "no job process started"
     return found
 

@@ -12,7 +12,6 @@ import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +19,7 @@ from appliance import db as dbmod
 from appliance.discovery import wait_for
 from appliance.webworkers import Board
 from tests.admin_support import PASSWORD, TOKEN, make_admin
-from tests.processes import alive, children, cpu_seconds
+from tests.processes import alive, child_running, children, cpu_seconds
 
 OPEN = re.compile(r"Library open at http://localhost:(\d+)/(?: \((\d+) processes\))?")
 
@@ -215,12 +214,7 @@ def test_the_librarians_rebuild_runs_in_a_process_that_ends_with_the_server(book
                                   headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": session})
         assert status == 303
 
-        def job() -> int | None:
-            found = [pid for pid in children(server.pid)
-                     if b"appliance.childjobs" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-            return found[0] if found else None
-
-        rebuilding = wait_for(job, 10, step=0.005)
+        rebuilding = wait_for(lambda: child_running(server.pid, b"appliance.childjobs"), 10, step=0.005)
         assert rebuilding
         os.kill(rebuilding, signal.SIGSTOP)
         pages = [body for _, _, body in many(server, ["/admin/system"] * 10, headers={"Cookie": session})]
