@@ -4,16 +4,31 @@ Everything is inside the file: the chapters (sanitized like the reader's pages),
 ``data:`` URIs and a small style sheet. Nothing is loaded from anywhere, so the file opens later
 without the Wi-Fi. Pictures are dropped once the file would grow past the size cap; text always
 stays (a note says when pictures were left out).
+
+Each file is made once and kept in ``cache/offline/`` of the data folder (derived data, like the
+search index), so it is sent as a file: with an ETag, and in ranges, which lets a phone's download
+manager go on with a download the Wi-Fi cut instead of starting again; making one took up to 0.2 s
+of the server's interpreter for a 13 MB file. The oldest files go once the folder holds more than
+``CACHE_MAX_BYTES``; nothing is kept when that would eat into the disk reserve.
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
+import logging
 import mimetypes
+import os
 from pathlib import Path
 
 from . import bookhtml
 from .epub import EpubUnreadable, read_member
+from .fsutil import atomic_write_bytes, free_bytes
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1  # of the files made here: a change of build_offline_html's output takes a new number
+CACHE_MAX_BYTES = 256 * 1024 * 1024
 
 STYLE = """
 body{margin:0 auto;max-width:40rem;padding:1rem;font:1.1rem/1.6 Georgia,'Noto Serif',serif;color:#1b1b1b;
@@ -82,3 +97,51 @@ def build_offline_html(book: dict, epub: Path, max_bytes: int) -> bytes:
             f'<header><h1>{title}</h1><p>{authors}</p>{note}<nav><ol>{toc}</ol></nav></header>'
             f'{"".join(sections)}</body></html>\n')
     return page.encode("utf-8")
+
+
+def offline_key(book: dict, max_bytes: int) -> str:
+    """What the file of ``book`` depends on: its EPUB, its catalog entry's version (an edited title
+    or chapter list), the size cap and this module's format. Also the file's ETag."""
+    raw = f"{book['sha256']}:{book['updated_seq']}:{max_bytes}:{FORMAT}"
+    return hashlib.sha256(raw.encode("ascii")).hexdigest()[:32]
+
+
+def offline_file(book: dict, epub: Path, max_bytes: int, cache: Path, reserve_bytes: int) -> Path | bytes:
+    """The offline file of ``book``: its path in ``cache`` (made now if it was not there), or the
+    file's bytes when keeping it would leave less than ``reserve_bytes`` free."""
+    path = cache / f"{offline_key(book, max_bytes)}.html"
+    try:
+        os.utime(path)  # the most recently sent stay longest
+        return path
+    except FileNotFoundError:
+        pass
+    data = build_offline_html(book, epub, max_bytes)
+    cache.mkdir(parents=True, exist_ok=True)
+    if free_bytes(cache) - len(data) < reserve_bytes:
+        return data
+    atomic_write_bytes(path, data)
+    _prune(cache, keep=path)
+    return path
+
+
+def _prune(cache: Path, keep: Path) -> None:
+    """Delete the least recently sent files while the folder holds more than CACHE_MAX_BYTES, and
+    what a write cut by a power failure left."""
+    files = []
+    for entry in os.scandir(cache):
+        try:
+            info = entry.stat()
+        except FileNotFoundError:  # another process pruned it
+            continue
+        if entry.name.endswith(".tmp"):
+            if info.st_mtime < os.path.getmtime(keep) - 3600:  # not another process's write now
+                Path(entry.path).unlink(missing_ok=True)
+            continue
+        files.append((info.st_mtime, info.st_size, entry.path))
+    total = sum(size for _, size, _ in files)
+    for _mtime, size, name in sorted(files):
+        if total <= CACHE_MAX_BYTES:
+            break
+        if name != str(keep):
+            Path(name).unlink(missing_ok=True)
+            total -= size

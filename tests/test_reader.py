@@ -157,6 +157,54 @@ def test_offline_file_is_self_contained(client, book):
     assert "<script" not in html.lower()
 
 
+def test_the_offline_file_is_made_once_and_sent_as_a_file_a_phone_can_resume(client, book, settings):
+    """Made once and kept (derived data), then sent with an ETag and in ranges: a phone whose
+    download the Wi-Fi cut asks for the rest; one that has the file gets 304. A librarian's edit
+    makes a new file."""
+    from appliance import catalog
+    from appliance import db as dbmod
+
+    whole = client.get("/books/1/offline")
+    assert whole.status_code == 200 and whole.headers["Accept-Ranges"] == "bytes"
+    etag = whole.headers["ETag"]
+    kept = list((settings.home / "cache" / "offline").glob("*.html"))
+    assert len(kept) == 1 and kept[0].read_bytes() == whole.data
+    rest = client.get("/books/1/offline", headers={"Range": "bytes=1000-", "If-Range": etag})
+    assert rest.status_code == 206 and rest.data == whole.data[1000:]
+    assert 'filename="truyen-thu.html"' in rest.headers["Content-Disposition"]
+    assert client.get("/books/1/offline", headers={"If-None-Match": etag}).status_code == 304
+    assert client.get("/books/1/offline").data == whole.data
+    db = dbmod.connect(settings.db_path)
+    try:
+        catalog.update_book(db, 1, title="Truyện đã sửa")
+    finally:
+        db.close()
+    edited = client.get("/books/1/offline", headers={"If-None-Match": etag})
+    assert edited.status_code == 200 and edited.headers["ETag"] != etag
+    assert "Truyện đã sửa" in edited.get_data(as_text=True)
+    # A range asked of the old file gets the new one whole (If-Range no longer matches).
+    assert client.get("/books/1/offline", headers={"Range": "bytes=1000-", "If-Range": etag}).data == edited.data
+
+
+def test_offline_files_are_kept_within_a_size_and_not_into_the_disk_reserve(client, book, settings, monkeypatch,
+                                                                           app):
+    from appliance import offline
+
+    first = client.get("/books/1/offline").data
+    monkeypatch.setattr(offline, "CACHE_MAX_BYTES", len(first) + 10)
+    client.get("/books/2/offline")
+    kept = list((settings.home / "cache" / "offline").glob("*.html"))
+    assert len(kept) == 1 and kept[0].read_bytes() != first  # the older one went
+    # A box whose disk is nearly full keeps nothing more, and still sends the file, in ranges too.
+    for path in kept:
+        path.unlink()
+    monkeypatch.setattr(app.extensions["library"], "settings", settings.replace(disk_reserve_mb=10**9))
+    answer = client.get("/books/1/offline")
+    assert answer.status_code == 200 and answer.data == first
+    assert client.get("/books/1/offline", headers={"Range": "bytes=0-99"}).data == first[:100]
+    assert not list((settings.home / "cache" / "offline").glob("*.html"))
+
+
 def test_poster_and_language_choice(client, book, settings):
     html = client.get("/poster").get_data(as_text=True)
     assert html.count("<svg") >= 2 and settings.wifi_ssid in html and settings.local_domain in html

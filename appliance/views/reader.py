@@ -10,7 +10,17 @@ import posixpath
 import sys
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, abort, make_response, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 
 from .. import bookhtml, catalog, stats
 from ..app import get_db, library_state
@@ -189,15 +199,29 @@ def settings():
 @bp.get("/books/<int:book_id>/offline")
 def offline(book_id: int):
     """The whole book as one HTML file to keep on the phone and read without the Wi-Fi."""
-    from ..offline import build_offline_html
+    from ..offline import offline_file, offline_key
 
     book = visible_book(book_id)
+    settings = library_state().settings
+    max_bytes = settings.offline_html_max_mb * 1024 * 1024
+    key = offline_key(book, max_bytes)
+    if request.if_none_match.contains(key) and not request.range:
+        response = Response(status=304)  # the phone has it: nothing to make or send
+        response.set_etag(key)
+        return response
     try:
-        data = build_offline_html(book, _epub(book), library_state().settings.offline_html_max_mb * 1024 * 1024)
+        found = offline_file(book, _epub(book), max_bytes, settings.home / "cache" / "offline",
+                             settings.disk_reserve_mb * 1024 * 1024)
     except EpubUnreadable:
         abort(404)
-    stats.record_event("download_html", book_id=book_id)
-    response = Response(data, mimetype="text/html")
+    if isinstance(found, bytes):
+        response = Response(found, mimetype="text/html")
+        response.set_etag(key)
+        response = response.make_conditional(request, accept_ranges=True, complete_length=len(found))
+    else:
+        response = send_file(found, mimetype="text/html", conditional=True, etag=key, max_age=86400)
+    if response.status_code == 200:  # whole files only, not each range
+        stats.record_event("download_html", book_id=book_id)
     response.headers["Content-Disposition"] = content_disposition(book["title"], f"book-{book_id}", ".html")
     return response
 
