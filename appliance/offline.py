@@ -14,9 +14,10 @@ of the server's interpreter for a 13 MB file. The oldest files go once the folde
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
-import logging
+import importlib.metadata
 import mimetypes
 import os
 from pathlib import Path
@@ -25,9 +26,6 @@ from . import bookhtml
 from .epub import EpubUnreadable, read_member
 from .fsutil import atomic_write_bytes, free_bytes
 
-logger = logging.getLogger(__name__)
-
-FORMAT = 1  # of the files made here: a change of build_offline_html's output takes a new number
 CACHE_MAX_BYTES = 256 * 1024 * 1024
 
 STYLE = """
@@ -99,10 +97,20 @@ def build_offline_html(book: dict, epub: Path, max_bytes: int) -> bytes:
     return page.encode("utf-8")
 
 
+@functools.cache
+def _maker() -> str:
+    """The code that makes the files (this module, the sanitizer and its library): a box given new
+    software (a sanitizer mended) makes its files again instead of sending the old ones."""
+    digest = hashlib.sha256(importlib.metadata.version("nh3").encode())
+    for module in (__file__, bookhtml.__file__):
+        digest.update(Path(module).read_bytes())
+    return digest.hexdigest()
+
+
 def offline_key(book: dict, max_bytes: int) -> str:
     """What the file of ``book`` depends on: its EPUB, its catalog entry's version (an edited title
-    or chapter list), the size cap and this module's format. Also the file's ETag."""
-    raw = f"{book['sha256']}:{book['updated_seq']}:{max_bytes}:{FORMAT}"
+    or chapter list), the size cap and the code that makes it. Also the file's ETag."""
+    raw = f"{book['sha256']}:{book['updated_seq']}:{max_bytes}:{_maker()}"
     return hashlib.sha256(raw.encode("ascii")).hexdigest()[:32]
 
 
