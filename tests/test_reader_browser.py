@@ -2,6 +2,9 @@
 no network, preferences work with JavaScript off."""
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 
 from tests.browser import follow, phone_page
@@ -63,3 +66,27 @@ def test_font_size_and_dark_mode_with_javascript_off(live_server, library):
         assert float(after.rstrip("px")) > float(before.rstrip("px"))
         assert background == "rgb(22, 22, 22)"
         page.screenshot(path="/tmp/reader-dark.png")
+
+
+def _read_code(page, locator, path) -> str:
+    """What a QR reader (zbar) reads on the screenshot of ``locator``, as a phone's camera would."""
+    locator.screenshot(path=str(path))
+    done = subprocess.run(["zbarimg", "--quiet", "--raw", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, f"no code read in {path}: {done.stderr}"
+    return done.stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("zbarimg") is None, reason="zbar-tools is not installed (bash .ci/run installs it)")
+def test_the_codes_on_the_pages_read_as_what_they_say(live_server, library, settings, tmp_path):
+    """The book page's code opens the book; the poster's join the Wi-Fi and open the library."""
+    with phone_page() as page:
+        page.goto(live_server.url + "/books/1")
+        code = page.locator(".qrbox svg")
+        assert code.bounding_box()["width"] >= 150  # big enough to aim a cheap phone at
+        assert _read_code(page, code, tmp_path / "book.png") == live_server.url + "/books/1"
+        page.goto(live_server.url + "/poster")
+        wifi, address = page.locator(".qrbox svg").all()
+        assert _read_code(page, wifi, tmp_path / "wifi.png") == f"WIFI:T:nopass;S:{settings.wifi_ssid};;"
+        assert _read_code(page, address, tmp_path / "address.png") == f"http://{settings.local_domain}/"
+        page.goto(live_server.url + "/books/1")
+        page.screenshot(path="/tmp/book-qr.png", full_page=True)
