@@ -32,7 +32,7 @@ from bench_soak import REQUESTS, mixed_paths  # noqa: E402
 from appliance import childjobs, indexing  # noqa: E402
 from appliance import db as dbmod  # noqa: E402
 from appliance.app import create_app  # noqa: E402
-from appliance.httpserver import create_server  # noqa: E402
+from appliance.httpserver import create_server, serve_until  # noqa: E402
 from appliance.importer import Importer  # noqa: E402
 from appliance.settings import Settings  # noqa: E402
 
@@ -87,7 +87,9 @@ def main() -> None:
     settings = Settings(home=args.home, disk_reserve_mb=0)
     app = create_app(settings)
     server = create_server(app, host="127.0.0.1", port=0, threads=settings.threads, ident="library")
-    threading.Thread(target=server.run, daemon=True).start()
+    stopping = threading.Event()  # the server's loop closes its own sockets when told (as `library serve`)
+    serving = threading.Thread(target=serve_until, args=(server, stopping, 0.1), daemon=True)
+    serving.start()
     url = f"http://127.0.0.1:{server.effective_port}"
     jobs = app.extensions["jobs"]
     job = "catch-up" if args.release else "rebuild"
@@ -114,7 +116,8 @@ def main() -> None:
                 time.sleep(0.5)
             report["job_seconds"] = round(time.monotonic() - started, 1) if way != "none" else None
             print(json.dumps(report), flush=True)
-    server.close()
+    stopping.set()
+    serving.join(10)
     app.extensions["library"].close()
 
 
