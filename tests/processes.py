@@ -32,11 +32,13 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def child_running(parent: int, command_part: bytes) -> int | None:
-    """The pid of a child of ``parent`` whose command line holds ``command_part``, if there is one."""
+def child_running(parent: int, command_part: bytes, environ_part: bytes = b"") -> int | None:
+    """The pid of a child of ``parent`` whose command line holds ``command_part`` (and whose
+    environment holds ``environ_part``: a test's own data folder), if there is one."""
     for pid in children(parent):
         try:
-            if command_part in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if command_part in Path(f"/proc/{pid}/cmdline").read_bytes() and \
+                    environ_part in Path(f"/proc/{pid}/environ").read_bytes():
                 return pid
         except OSError:  # it ended meanwhile
             pass

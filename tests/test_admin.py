@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -211,12 +212,14 @@ def test_system_page_shows_sync_and_sync_now_needs_a_hub(admin_client):
     assert "No hub address" in admin_client.get("/admin/system").get_data(as_text=True)
 
 
-def _job_process() -> int:
-    """The pid of the librarian's job's process (a child of this one), once it is there."""
+def _job_process(settings) -> int:
+    """The pid of the librarian's job's process (a child of this one, for this test's data folder),
+    once it is there."""
     from appliance.discovery import wait_for
     from tests.processes import child_running
 
-    found = wait_for(lambda: child_running(os.getpid(), b"appliance.childjobs"), 10, step=0.005)
+    home = json.dumps(str(settings.home)).encode()  # as the settings passed on to it spell it
+    found = wait_for(lambda: child_running(os.getpid(), b"appliance.childjobs", home), 10, step=0.005)
     assert found, "no job process started"
     return found
 
@@ -233,7 +236,7 @@ def test_the_rebuild_button_rebuilds_in_a_process_of_its_own_while_searches_use_
     import_files(settings, [make_epub(title="Đường về bản", chapters=[("Một", ["Tiếng khèn vọng lại từ đồi."])])])
     before = sorted(p.name for p in settings.index_dir.glob("gen-*"))
     answer = post_form(admin_client, "/admin/system/reindex", page="/admin/system")
-    job = _job_process()
+    job = _job_process(settings)
     os.kill(job, signal.SIGSTOP)
     try:
         assert "Searches use the current one until the new one is ready" in \
