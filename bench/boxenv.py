@@ -16,9 +16,14 @@ DEFAULT = Path("/tmp/library-box-venv")
 
 
 def box_python(venv: Path = DEFAULT) -> str:
-    """The interpreter of ``venv``, made (and the box installed into it) when missing."""
+    """The interpreter of ``venv``, made (and the box installed into it) when missing, the box
+    installed again when pyproject.toml changed since (a dependency added or replaced)."""
     python = venv / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    wanted = (ROOT / "pyproject.toml").read_bytes()
+    stamp = venv / "box-pyproject.toml"
+    if not stamp.exists() or stamp.read_bytes() != wanted:
         subprocess.run([str(python), "-m", "pip", "install", "-q", "-e", str(ROOT)], check=True)
+        stamp.write_bytes(wanted)
     return str(python)
