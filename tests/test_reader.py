@@ -135,8 +135,14 @@ def test_preferences_and_last_place_live_in_cookies(client, book):
 
 def test_book_page_has_actions_qr_and_chapters(client, book, settings, make_epub):
     html = client.get("/books/1").get_data(as_text=True)
-    for text in ("Read now", "Download EPUB", "Download for offline reading", "<svg", "Chương dài"):
+    for text in ("Read now", "Download EPUB", "Download for offline reading", "Chương dài",
+                 '<img src="/books/1/qr.svg" alt="QR code of this page" width="160" height="160" loading="lazy">'):
         assert text in html
+    code = client.get("/books/1/qr.svg")
+    assert code.status_code == 200 and code.mimetype == "image/svg+xml"
+    assert code.data.startswith(b'<svg xmlns="http://www.w3.org/2000/svg"') and b"<path" in code.data
+    assert client.get("/books/1/qr.svg", headers={"If-None-Match": code.headers["ETag"]}).status_code == 304
+    assert client.get("/books/99/qr.svg").status_code == 404
     import_files(settings, [make_epub(title="Ba chương", chapters=[("<i>Lạ</i> & \"mở\"", ["Một."]), ("", ["Hai."]),
                                                                       ("Cuối", ["Ba."])])])
     for path in ("/books/3", "/books/3/contents"):

@@ -81,7 +81,10 @@ def test_the_codes_on_the_pages_read_as_what_they_say(live_server, library, sett
     """The book page's code opens the book; the poster's join the Wi-Fi and open the library."""
     with phone_page() as page:
         page.goto(live_server.url + "/books/1")
-        code = page.locator(".qrbox svg")
+        code = page.locator(".qrbox img")  # loaded when scrolled to
+        code.scroll_into_view_if_needed()
+        page.wait_for_function("document.querySelector('.qrbox img').complete"
+                               " && document.querySelector('.qrbox img').naturalWidth > 0")
         assert code.bounding_box()["width"] >= 150  # big enough to aim a cheap phone at
         assert _read_code(page, code, tmp_path / "book.png") == live_server.url + "/books/1"
         page.goto(live_server.url + "/poster")

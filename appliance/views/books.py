@@ -1,6 +1,7 @@
 """Book pages, downloads and covers."""
 from __future__ import annotations
 
+import hashlib
 import urllib.parse
 
 from flask import Blueprint, Response, abort, render_template, request, send_file, url_for
@@ -10,7 +11,7 @@ from markupsafe import Markup, escape
 from .. import catalog, stats
 from ..app import get_db, library_state
 from ..blobs import BlobMissing
-from ..qr import qr_svg
+from ..qr import qr_svg_file
 from ..textfold import fold
 
 bp = Blueprint("books", __name__)
@@ -30,9 +31,12 @@ def chapter_items(book: dict) -> Markup:
     """The ``<li>`` links of a book's chapters, for its page and its contents: one url_for and one
     string for the whole list (in the template's loop, the list was most of a long book's page)."""
     link = escape(url_for("reader.chapter", book_id=book["id"], position=0)[:-1])
-    return Markup("".join(
-        f'<li><a href="{link}{int(c["position"])}">{escape(c["title"] or gettext("Chapter %(n)d", n=n))}</a></li>'
-        for n, c in enumerate(book["chapters"], 1)))
+
+    def name(n: int, chapter: dict) -> str:  # outside the f-string, where pybabel finds the text
+        return chapter["title"] or gettext("Chapter %(n)d", n=n)
+
+    return Markup("".join(f'<li><a href="{link}{int(c["position"])}">{escape(name(n, c))}</a></li>'
+                          for n, c in enumerate(book["chapters"], 1)))
 
 
 def ascii_file_name(title: str, fallback: str, suffix: str) -> str:
@@ -72,8 +76,18 @@ def send_blob(sha256: str | None, mimetype: str, *, download_title: str | None =
 def book(book_id: int):
     found = visible_book(book_id)
     stats.record_event("view", book_id=book_id)
+    return render_template("book.html", book=found)
+
+
+@bp.get("/books/<int:book_id>/qr.svg")
+def book_qr(book_id: int):
+    """The QR code of the book page's address, as the phone reached the box (by name or address)."""
+    visible_book(book_id)
     link = request.host_url.rstrip("/") + url_for("books.book", book_id=book_id)
-    return render_template("book.html", book=found, book_qr=qr_svg(link, found["title"]))
+    response = Response(qr_svg_file(link), mimetype="image/svg+xml")
+    response.set_etag(hashlib.sha256(link.encode("utf-8")).hexdigest()[:32])
+    response.cache_control.max_age = 86400
+    return response.make_conditional(request)
 
 
 @bp.get("/books/<int:book_id>/download")
