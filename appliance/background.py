@@ -42,7 +42,7 @@ def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDE
                 with state.index_lock:
                     if first:
                         state.index_state = "rebuilding" if not state.index.is_usable() else state.index_state
-                    if _pending(db) >= CHILD_CATCH_UP_BOOKS:
+                    if indexing.pending_count(db) >= CHILD_CATCH_UP_BOOKS:
                         childjobs.run(state.settings, "catch-up")
                     if first:
                         outcome = indexing.ensure_index(db, state.index, _rebuild_in_child(state))
@@ -78,10 +78,6 @@ def _compact(state) -> None:
     with state.index_lock:
         if state.index.small_segments() >= COMPACT_SMALL_SEGMENTS:
             childjobs.run(state.settings, "compact-index")  # searches go on, on the segments as they were
-
-
-def _pending(db) -> int:
-    return db.execute("SELECT count(*) FROM index_queue").fetchone()[0]
 
 
 def _rebuild_in_child(state):

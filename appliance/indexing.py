@@ -117,6 +117,11 @@ def _pending(db: sqlite_utils.Database) -> list[dict]:
     return list(db.query("SELECT book_id, op, seq FROM index_queue ORDER BY seq"))
 
 
+def pending_count(db: sqlite_utils.Database) -> int:
+    """How many catalog changes wait for the index (the librarian's pages show it)."""
+    return db.execute("SELECT count(*) FROM index_queue").fetchone()[0]
+
+
 def _changes(db: sqlite_utils.Database, book_ids: Iterable[int]) -> Iterator[IndexDoc | int]:
     """Each book as the catalog has it now, read as the writer takes it (its id: removed)."""
     for book_id in book_ids:

@@ -31,7 +31,7 @@ from flask import (
 )
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .. import auth
+from .. import auth, indexing
 from ..app import get_db, library_state
 from ..background import jobs
 from ..ratelimit import FailureLimiter
@@ -238,7 +238,7 @@ def dashboard():
         "admin/dashboard.html",
         books=counts[0], hidden=counts[1],
         quarantined=db.execute("SELECT count(*) FROM quarantine").fetchone()[0],
-        pending_index=db.execute("SELECT count(*) FROM index_queue").fetchone()[0],
+        pending_index=indexing.pending_count(db),
         index_state=jobs().index_state(),
     )
 

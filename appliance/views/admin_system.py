@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 
-from .. import catalog
+from .. import catalog, indexing
 from .. import db as dbmod
 from ..app import get_db, library_state
 from ..background import jobs
@@ -22,7 +22,7 @@ def system():
         "admin/system.html",
         disk=disk_status(state.settings),
         index_state=jobs().index_state(),
-        pending_index=db.execute("SELECT count(*) FROM index_queue").fetchone()[0],
+        pending_index=indexing.pending_count(db),
         rebuild_running=jobs().rebuild_running(),
         releases=installed_releases(db),
         quarantined=catalog.quarantined(db),
