@@ -114,10 +114,11 @@ def offline_key(book: dict, max_bytes: int) -> str:
     return hashlib.sha256(raw.encode("ascii")).hexdigest()[:32]
 
 
-def offline_file(book: dict, epub: Path, max_bytes: int, cache: Path, reserve_bytes: int) -> Path | bytes:
-    """The offline file of ``book``: its path in ``cache`` (made now if it was not there), or the
-    file's bytes when keeping it would leave less than ``reserve_bytes`` free."""
-    path = cache / f"{offline_key(book, max_bytes)}.html"
+def offline_file(book: dict, epub: Path, max_bytes: int, key: str, cache: Path, reserve_bytes: int) -> Path | bytes:
+    """The offline file of ``book`` (``offline_key(book, max_bytes)`` is ``key``): its path in
+    ``cache`` (made now if it was not there), or the file's bytes when keeping it would leave less
+    than ``reserve_bytes`` free."""
+    path = cache / f"{key}.html"
     try:
         os.utime(path)  # the most recently sent stay longest
         return path
@@ -136,13 +137,14 @@ def _prune(cache: Path, keep: Path) -> None:
     """Delete the least recently sent files while the folder holds more than CACHE_MAX_BYTES, and
     what a write cut by a power failure left."""
     files = []
+    stale = os.path.getmtime(keep) - 3600  # a temp file older than this is no other process's write now
     for entry in os.scandir(cache):
         try:
             info = entry.stat()
         except FileNotFoundError:  # another process pruned it
             continue
         if entry.name.endswith(".tmp"):
-            if info.st_mtime < os.path.getmtime(keep) - 3600:  # not another process's write now
+            if info.st_mtime < stale:
                 Path(entry.path).unlink(missing_ok=True)
             continue
         files.append((info.st_mtime, info.st_size, entry.path))

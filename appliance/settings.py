@@ -93,6 +93,10 @@ class Settings:
         return self.home / "staging"
 
     @property
+    def offline_dir(self) -> Path:
+        return self.home / "cache" / "offline"
+
+    @property
     def outbox_dir(self) -> Path:
         return self.home / "outbox"
 

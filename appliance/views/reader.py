@@ -5,6 +5,7 @@ Reading preferences (font size, dark pages) live in the ``rp`` cookie and the la
 """
 from __future__ import annotations
 
+import io
 import mimetypes
 import posixpath
 import sys
@@ -210,16 +211,12 @@ def offline(book_id: int):
         response.set_etag(key)
         return response
     try:
-        found = offline_file(book, _epub(book), max_bytes, settings.home / "cache" / "offline",
+        found = offline_file(book, _epub(book), max_bytes, key, settings.offline_dir,
                              settings.disk_reserve_mb * 1024 * 1024)
     except EpubUnreadable:
         abort(404)
-    if isinstance(found, bytes):
-        response = Response(found, mimetype="text/html")
-        response.set_etag(key)
-        response = response.make_conditional(request, accept_ranges=True, complete_length=len(found))
-    else:
-        response = send_file(found, mimetype="text/html", conditional=True, etag=key, max_age=86400)
+    body = io.BytesIO(found) if isinstance(found, bytes) else found  # not kept: the disk is nearly full
+    response = send_file(body, mimetype="text/html", conditional=True, etag=key, max_age=86400)
     if response.status_code == 200:  # whole files only, not each range
         stats.record_event("download_html", book_id=book_id)
     response.headers["Content-Disposition"] = content_disposition(book["title"], f"book-{book_id}", ".html")
