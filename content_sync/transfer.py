@@ -94,10 +94,6 @@ class LinkPolicy:
     used: dict[str, int] = field(default_factory=dict)  # day -> bytes
     state_file: Path | None = None
 
-    def __post_init__(self) -> None:
-        if self.state_file is not None:
-            self.used = self._load()
-
     def _load(self) -> dict[str, int]:
         """What the state file says was spent (the agent's service, a sync a librarian started and
         a van's visit are processes of their own, sharing the budget through it)."""
@@ -122,16 +118,20 @@ class LinkPolicy:
         return start <= hour < end if start < end else (hour >= start or hour < end)
 
     def check(self) -> None:
+        self._check(self.used_today() if self.budget_bytes_per_day else 0)
+
+    def _check(self, used: int) -> None:
         if not self.hour_allowed():
             raise LinkClosed(f"the link may be used only between {self.hours[0]}:00 and {self.hours[1]}:00")
-        if self.budget_bytes_per_day and self.used_today() >= self.budget_bytes_per_day:
+        if self.budget_bytes_per_day and used >= self.budget_bytes_per_day:
             raise LinkClosed(f"today's budget of {self.budget_bytes_per_day // (1024 * 1024)} MB is spent")
 
     def allowance(self, want: int) -> int:
         """How many of ``want`` bytes may be read now (at least 1 while anything is left)."""
-        self.check()
+        used = self.used_today() if self.budget_bytes_per_day else 0  # read once for both
+        self._check(used)
         if self.budget_bytes_per_day:
-            return max(1, min(want, self.budget_bytes_per_day - self.used_today()))
+            return max(1, min(want, self.budget_bytes_per_day - used))
         return want
 
     def spent(self, n: int) -> None:
