@@ -30,19 +30,14 @@ class JobFailed(RuntimeError):
     """A job's process ended with an error (its log says which)."""
 
 
-def start(settings: Settings, job: str) -> subprocess.Popen:
-    """Start ``job`` in a process of its own. Call it from a thread that lives until the process
-    ends (``run`` does): Linux signals the child when the thread that started it ends."""
+def run(settings: Settings, job: str) -> None:
+    """Run ``job`` in a process of its own and wait for it; IndexBusy when the index was busy,
+    JobFailed when the job failed. The thread that calls it waits the whole time, as it must:
+    Linux signals the child when the thread that started it ends."""
     if job not in JOBS:
         raise ValueError(f"no such job: {job}")
     command = [sys.executable, "-m", "appliance.childjobs", "--parent", str(os.getpid()), job]
-    return subprocess.Popen(command, env=settings.child_env(), stdin=subprocess.DEVNULL)
-
-
-def run(settings: Settings, job: str) -> None:
-    """Run ``job`` in a process of its own and wait for it; IndexBusy when the index was busy,
-    JobFailed when the job failed."""
-    process = start(settings, job)
+    process = subprocess.Popen(command, env=settings.child_env(), stdin=subprocess.DEVNULL)
     try:
         code = process.wait()
     except BaseException:
