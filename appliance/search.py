@@ -1040,9 +1040,7 @@ class SearchIndex:
         (it starts processes); a command or a worker calls it."""
         with self._no_other_rebuild(WRITE_TIMEOUT * 10, "is being rebuilt by another process"):
             old = self._current_gen()
-            for leftover in self._generation_dirs():
-                if leftover.name != old:
-                    shutil.rmtree(leftover, ignore_errors=True)
+            self.remove_leftovers()  # the lock is this object's already
             gen, ix = self._create_generation()
             try:
                 if parts:
