@@ -55,8 +55,20 @@ SESSION_CLOCK_SLACK_SECONDS = 300
 SESSION_TOUCH_SECONDS = 60
 
 
+def N_(text: str) -> str:
+    """Marks a message for the catalog of translations (pybabel finds ``N_``) and returns it as is."""
+    return text
+
+
 class AccountError(ValueError):
-    """An account change that cannot be made; the message is for the librarian."""
+    """An account change that cannot be made; the message is for the librarian.
+
+    The command line shows it in English; the librarian's pages translate ``text`` (a message
+    marked with ``N_``) and fill in ``params``."""
+
+    def __init__(self, text: str, **params) -> None:
+        super().__init__(text % params if params else text)
+        self.text, self.params = text, params
 
 
 class LastAdmin(AccountError):
@@ -142,21 +154,21 @@ def _waste_a_hash(password: str) -> None:
 def clean_username(raw: str) -> str:
     name = unicodedata.normalize("NFC", raw or "").strip()
     if not name:
-        raise AccountError("Give the account a name.")
+        raise AccountError(N_("Give the account a name."))
     if len(name) > MAX_USERNAME_CHARS:
-        raise AccountError(f"An account name can have at most {MAX_USERNAME_CHARS} characters.")
+        raise AccountError(N_("An account name can have at most %(n)d characters."), n=MAX_USERNAME_CHARS)
     if not all(c.isalnum() or c in USERNAME_PUNCTUATION for c in name):
-        raise AccountError("An account name may only use letters, digits, dots, dashes and underscores.")
+        raise AccountError(N_("An account name may only use letters, digits, dots, dashes and underscores."))
     return name
 
 
 def check_new_password(password: str, again: str | None = None) -> None:
     if again is not None and password != again:
-        raise AccountError("The two passwords are not the same.")
+        raise AccountError(N_("The two passwords are not the same."))
     if len(password) < MIN_PASSWORD_CHARS:
-        raise AccountError(f"A password needs at least {MIN_PASSWORD_CHARS} characters.")
+        raise AccountError(N_("A password needs at least %(n)d characters."), n=MIN_PASSWORD_CHARS)
     if len(password) > MAX_PASSWORD_CHARS:
-        raise AccountError(f"A password can have at most {MAX_PASSWORD_CHARS} characters.")
+        raise AccountError(N_("A password can have at most %(n)d characters."), n=MAX_PASSWORD_CHARS)
 
 
 def admin_count(db: sqlite_utils.Database) -> int:
@@ -188,9 +200,9 @@ def create_admin(db: sqlite_utils.Database, username: str, password: str, *, fir
     stored = hash_password(password)
     with db.atomic():
         if first_only and admin_count(db):
-            raise SetupClosed("A librarian account exists already; log in with it.")
+            raise SetupClosed(N_("A librarian account exists already; log in with it."))
         if find_admin(db, name) is not None:
-            raise AccountError(f"There is already an account called {name}.")
+            raise AccountError(N_("There is already an account called %(name)s."), name=name)
         seq = next_seq(db, "admin")
         cur = db.execute(
             "INSERT INTO admins (username, password_hash, created_seq, password_seq) VALUES (?,?,?,?)",
@@ -206,7 +218,7 @@ def set_password(db: sqlite_utils.Database, admin_id: int, password: str, *, kee
     stored = hash_password(password)
     with db.atomic():
         if get_admin(db, admin_id) is None:
-            raise AccountError("That account does not exist any more.")
+            raise AccountError(N_("That account does not exist any more."))
         db.execute("UPDATE admins SET password_hash = ?, password_seq = ? WHERE id = ?",
                    [stored, next_seq(db, "admin"), admin_id])
         end_sessions(db, admin_id, keep_token=keep_session)
@@ -216,9 +228,9 @@ def delete_admin(db: sqlite_utils.Database, admin_id: int) -> None:
     """Remove an account and its sessions; the last account is never removed (LastAdmin)."""
     with db.atomic():
         if get_admin(db, admin_id) is None:
-            raise AccountError("That account does not exist any more.")
+            raise AccountError(N_("That account does not exist any more."))
         if admin_count(db) <= 1:
-            raise LastAdmin("This is the last librarian account; add another one before removing it.")
+            raise LastAdmin(N_("This is the last librarian account; add another one before removing it."))
         db.execute("DELETE FROM admins WHERE id = ?", [admin_id])
 
 
@@ -302,9 +314,9 @@ def create_first_admin(settings: Settings, db: sqlite_utils.Database, code: str,
                        password: str) -> Admin:
     """The setup page's work: check the code, make the first account, forget the code."""
     if admin_count(db):
-        raise SetupClosed("A librarian account exists already; log in with it.")
+        raise SetupClosed(N_("A librarian account exists already; log in with it."))
     if not check_setup_code(db, code):
-        raise SetupCodeWrong("That setup code is not right. It is printed in the log when the library starts.")
+        raise SetupCodeWrong(N_("That setup code is not right. It is printed in the log when the library starts."))
     admin = create_admin(db, username, password, first_only=True)
     forget_setup_code(settings, db)
     return admin

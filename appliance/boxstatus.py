@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlite_utils
+from flask_babel import lazy_gettext
 
 from .fsutil import free_bytes
 from .settings import Settings
@@ -21,17 +22,18 @@ THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 VCGENCMD = "vcgencmd"
 MB = 1024 * 1024
 
-# Bits of `vcgencmd get_throttled` (Raspberry Pi firmware).
+# Bits of `vcgencmd get_throttled` (Raspberry Pi firmware), named in the librarian's language.
 THROTTLE_BITS = {
-    0: "under-voltage now",
-    1: "CPU speed capped now",
-    2: "throttled now",
-    3: "soft temperature limit now",
-    16: "under-voltage has happened since start",
-    17: "CPU speed capping has happened since start",
-    18: "throttling has happened since start",
-    19: "soft temperature limit has happened since start",
+    0: lazy_gettext("under-voltage now"),
+    1: lazy_gettext("CPU speed capped now"),
+    2: lazy_gettext("throttled now"),
+    3: lazy_gettext("soft temperature limit now"),
+    16: lazy_gettext("under-voltage has happened since start"),
+    17: lazy_gettext("CPU speed capping has happened since start"),
+    18: lazy_gettext("throttling has happened since start"),
+    19: lazy_gettext("soft temperature limit has happened since start"),
 }
+UNDER_VOLTAGE_BITS = (0, 16)
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ class Throttling:
 
     @property
     def under_voltage(self) -> bool:
-        return any("under-voltage" in f for f in self.flags)
+        value = int(self.raw, 16)
+        return any(value >> bit & 1 for bit in UNDER_VOLTAGE_BITS)
 
 
 def parse_throttled(output: str) -> Throttling | None:
@@ -77,7 +80,8 @@ def parse_throttled(output: str) -> Throttling | None:
         value = int(text.split("=", 1)[1], 16)
     except ValueError:
         return None
-    return Throttling(raw=hex(value), flags=tuple(name for bit, name in THROTTLE_BITS.items() if value >> bit & 1))
+    flags = tuple(str(name) for bit, name in THROTTLE_BITS.items() if value >> bit & 1)  # translated here
+    return Throttling(raw=hex(value), flags=flags)
 
 
 def throttling(command: str = VCGENCMD, timeout: float = 3.0) -> Throttling | None:

@@ -32,6 +32,8 @@ from typing import IO
 
 import sqlite_utils
 from flask import Flask, Request, current_app
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
@@ -50,7 +52,8 @@ RATIO_FREE_BYTES = 2 * 1024 * 1024  # small entries may compress as well as they
 
 
 class UploadRefused(ValueError):
-    """An uploaded file is not accepted; the message says why, for the librarian."""
+    """An uploaded file is not accepted; the message says why, in the librarian's language (it is
+    made while the upload's request is handled)."""
 
 
 def uploads_dir(settings: Settings) -> Path:
@@ -119,18 +122,19 @@ def safe_file_name(raw: str | None) -> str:
     """The name to store an uploaded file under, or UploadRefused with the reason."""
     name = unicodedata.normalize("NFC", raw or "").strip()
     if not name:
-        raise UploadRefused("The file has no name.")
+        raise UploadRefused(_("The file has no name."))
     shown = name[:80]
     if len(name) > MAX_NAME_CHARS:
-        raise UploadRefused(f"The file name is too long (at most {MAX_NAME_CHARS} characters).")
+        raise UploadRefused(_("The file name is too long (at most %(n)d characters).", n=MAX_NAME_CHARS))
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise UploadRefused("The file name contains control characters.")
+        raise UploadRefused(_("The file name contains control characters."))
     if "/" in name or "\\" in name or ".." in name:
-        raise UploadRefused(f"The file name “{shown}” points into other folders; rename the file and try again.")
+        raise UploadRefused(_("The file name “%(name)s” points into other folders; rename the file and try again.",
+                               name=shown))
     if name.startswith("."):
-        raise UploadRefused("The file name must not start with a dot.")
+        raise UploadRefused(_("The file name must not start with a dot."))
     if not name.lower().endswith(".epub"):
-        raise UploadRefused(f"“{shown}” is not an EPUB file: only .epub files can be uploaded.")
+        raise UploadRefused(_("“%(name)s” is not an EPUB file: only .epub files can be uploaded.", name=shown))
     stem = secure_filename(_ascii_fold(name[:-5]))[:100].strip("._") or "book"
     return stem + ".epub"
 
@@ -142,20 +146,22 @@ def check_epub_archive(path: Path, *, max_total: int = MAX_TOTAL_UNPACKED, max_r
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
             if len(entries) > max_entries:
-                raise UploadRefused(f"The file holds {len(entries)} parts; an EPUB may hold at most {max_entries}.")
+                raise UploadRefused(_("The file holds %(n)d parts; an EPUB may hold at most %(most)d.",
+                                      n=len(entries), most=max_entries))
             packed = sum(e.compress_size for e in entries)
             unpacked = sum(e.file_size for e in entries)
             if unpacked > max_total:
-                raise UploadRefused(
-                    f"The file would unpack to {unpacked // 2**20} MB, more than the {max_total // 2**20} MB "
-                    "allowed: it looks like a zip bomb.")
+                raise UploadRefused(_(
+                    "The file would unpack to %(mb)d MB, more than the %(most)d MB allowed: it looks like a zip "
+                    "bomb.", mb=unpacked // 2**20, most=max_total // 2**20))
             for e in entries:
                 if e.file_size > RATIO_FREE_BYTES and e.file_size > max_ratio * max(e.compress_size, 1):
-                    raise UploadRefused(
-                        f"A part of the file ({e.filename[:60]}) is packed more than {max_ratio} times: "
-                        "it looks like a zip bomb.")
+                    raise UploadRefused(_(
+                        "A part of the file (%(part)s) is packed more than %(ratio)d times: it looks like a zip "
+                        "bomb.", part=e.filename[:60], ratio=max_ratio))
             if unpacked > RATIO_FREE_BYTES and unpacked > max_ratio * max(packed, 1):
-                raise UploadRefused(f"The file is packed more than {max_ratio} times: it looks like a zip bomb.")
+                raise UploadRefused(_("The file is packed more than %(ratio)d times: it looks like a zip bomb.",
+                                      ratio=max_ratio))
             names = {e.filename for e in entries}
             has_mimetype = False
             if "mimetype" in names:
@@ -163,11 +169,12 @@ def check_epub_archive(path: Path, *, max_total: int = MAX_TOTAL_UNPACKED, max_r
                 if info.file_size <= 100:
                     has_mimetype = archive.read(info).strip() == EPUB_MIMETYPE
             if not has_mimetype and "META-INF/container.xml" not in names:
-                raise UploadRefused("The file is a ZIP archive but not an EPUB (no EPUB mimetype or container).")
+                raise UploadRefused(_("The file is a ZIP archive but not an EPUB (no EPUB mimetype or container)."))
     except UploadRefused:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
-        raise UploadRefused(f"The file is not an EPUB (it is not a readable ZIP archive: {e}).") from None
+        raise UploadRefused(_("The file is not an EPUB (it is not a readable ZIP archive: %(error)s).",
+                              error=e)) from None
 
 
 @dataclass
@@ -190,17 +197,18 @@ def _stage(storage: FileStorage, settings: Settings, limit: int) -> Path:
     target = (folder / name).resolve()
     if target.parent != folder.resolve():
         shutil.rmtree(folder, ignore_errors=True)
-        raise UploadRefused("The file name is not acceptable.")
+        raise UploadRefused(_("The file name is not acceptable."))
     written = 0
     try:
         with open(target, "xb") as out:
             while chunk := storage.stream.read(1024 * 1024):
                 written += len(chunk)
                 if written > limit:
-                    raise UploadRefused(f"The file is bigger than the upload limit of {limit // 2**20} MB.")
+                    raise UploadRefused(_("The file is bigger than the upload limit of %(mb)d MB.",
+                                          mb=limit // 2**20))
                 out.write(chunk)
         if written == 0:
-            raise UploadRefused("The file is empty.")
+            raise UploadRefused(_("The file is empty."))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -225,24 +233,25 @@ def import_upload(storage: FileStorage, settings: Settings, db: sqlite_utils.Dat
     except UploadRefused as e:
         logger.info("upload refused: %s", e)
         return UploadOutcome(shown, "refused", str(e))
-    except DiskFull as e:
-        return UploadOutcome(shown, "refused", str(e))
+    except DiskFull:
+        return UploadOutcome(shown, "refused", _("There is not enough free disk to add this book: %(mb)d MB must "
+                                                 "stay free.", mb=settings.disk_reserve_mb))
     finally:
         shutil.rmtree(path.parent, ignore_errors=True)
     if report.imported:
         warnings = tuple(w for _f, w in report.warnings)
         return UploadOutcome(shown, "imported", "", report.imported[0][1], warnings)
     if report.duplicates:
-        return UploadOutcome(shown, "duplicate", "This book is in the catalog already.", report.duplicates[0][1])
-    reason = report.quarantined[0][1] if report.quarantined else "unknown"
+        return UploadOutcome(shown, "duplicate", _("This book is in the catalog already."), report.duplicates[0][1])
+    reason = report.quarantined[0][1] if report.quarantined else _("unknown")
     return UploadOutcome(shown, "quarantined", reason)
 
 
 def import_uploads(files: list[FileStorage], settings: Settings, db: sqlite_utils.Database) -> list[UploadOutcome]:
     files = [f for f in files if f and (f.filename or "").strip()]
     if len(files) > MAX_FILES_PER_UPLOAD:
-        return [UploadOutcome(f"{len(files)} files", "refused",
-                              f"At most {MAX_FILES_PER_UPLOAD} files can be uploaded at once.")]
+        return [UploadOutcome(ngettext("%(num)d file", "%(num)d files", len(files)), "refused",
+                              _("At most %(n)d files can be uploaded at once.", n=MAX_FILES_PER_UPLOAD))]
     outcomes = []
     for storage in files:
         outcomes.append(import_upload(storage, settings, db))

@@ -29,6 +29,8 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import auth, indexing
@@ -85,8 +87,8 @@ def csrf_token() -> str:
 
 def too_large_message() -> str:
     limit = library_state().settings.upload_max_mb
-    return (f"This upload is too big: at most {limit} MB can be sent at once. Send fewer files at a time, "
-            "or copy big books onto the box and use `library import`.")
+    return _("This upload is too big: at most %(mb)d MB can be sent at once. Send fewer files at a time, "
+             "or copy big books onto the box and use `library import`.", mb=limit)
 
 
 def check_csrf() -> None:
@@ -96,8 +98,14 @@ def check_csrf() -> None:
         abort(413, too_large_message())
     binding = _binding()
     if not sent or binding is None or not hmac.compare_digest(sent, _csrf_for(binding)):
-        abort(400, "This form has expired or did not come from this library's own page. "
-                   "Go back, reload the page and send it again.")
+        abort(400, _("This form has expired or did not come from this library's own page. "
+                     "Go back, reload the page and send it again."))
+
+
+def account_message(error: auth.AccountError) -> str:
+    """An account error's message in the librarian's language (auth.py keeps it in English for the
+    command line)."""
+    return _(error.text, **error.params)
 
 
 @bp.app_template_global("admin_csrf_token")
@@ -143,7 +151,7 @@ def guard():
     if g.admin is None and request.endpoint not in PUBLIC_ENDPOINTS:
         if request.method in ("GET", "HEAD"):
             return redirect(url_for("admin.login", next=request.full_path.rstrip("?")), code=303)
-        abort(403, "Log in as a librarian first.")
+        abort(403, _("Log in as a librarian first."))
     if request.method == "POST":
         limit = current_app.config.get("MAX_CONTENT_LENGTH")
         if limit and (request.content_length or 0) > limit:
@@ -164,8 +172,16 @@ def after(response: Response) -> Response:
 
 def too_many_attempts(template: str, **context) -> tuple[str, int, dict]:
     wait = max(1, int(limiter().wait_seconds(client_address()) + 0.999))
-    message = f"Too many wrong attempts from this device. Wait {wait} seconds and try again."
+    message = ngettext("Too many wrong attempts from this device. Wait %(num)d second and try again.",
+                       "Too many wrong attempts from this device. Wait %(num)d seconds and try again.", wait)
     return render_template(template, error=message, **context), 429, {"Retry-After": str(wait)}
+
+
+def index_state_text() -> str:
+    """The search index's state (unknown, current, rebuilding or failed) in the librarian's language."""
+    state = jobs().index_state()
+    words = {"unknown": _("unknown"), "current": _("current"), "rebuilding": _("rebuilding"), "failed": _("failed")}
+    return words.get(state, state)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -183,7 +199,7 @@ def login():
         admin = auth.authenticate(db, username, request.form.get("password", ""))
         if admin is None:
             limiter().failed(client_address())
-            return render_template("admin/login.html", error="Wrong account name or password.",
+            return render_template("admin/login.html", error=_("Wrong account name or password."),
                                    username=username, next=target), 403
         limiter().succeeded(client_address())
         return log_in(admin, target)
@@ -208,13 +224,15 @@ def setup():
                                             username, password)
         except auth.SetupCodeWrong as e:
             limiter().failed(client_address())
-            return render_template("admin/setup.html", active=active, username=username, error=str(e)), 403
+            return render_template("admin/setup.html", active=active, username=username,
+                                   error=account_message(e)), 403
         except auth.SetupClosed:
             return redirect(url_for("admin.login"), code=303)
         except auth.AccountError as e:
-            return render_template("admin/setup.html", active=active, username=username, error=str(e)), 400
+            return render_template("admin/setup.html", active=active, username=username,
+                                   error=account_message(e)), 400
         limiter().succeeded(client_address())
-        flash(f"Welcome, {admin.username}. Your librarian account is ready.")
+        flash(_("Welcome, %(name)s. Your librarian account is ready.", name=admin.username))
         return log_in(admin, url_for("admin.dashboard"))
     return render_template("admin/setup.html", active=active, username=username, error=None)
 
@@ -239,7 +257,7 @@ def dashboard():
         books=counts[0], hidden=counts[1],
         quarantined=db.execute("SELECT count(*) FROM quarantine").fetchone()[0],
         pending_index=indexing.pending_count(db),
-        index_state=jobs().index_state(),
+        index_state=index_state_text(),
     )
 
 

@@ -2,10 +2,19 @@
 from __future__ import annotations
 
 from flask import abort, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from .. import auth
 from ..app import get_db
-from .admin import SESSION_COOKIE, _clear_cookie, bp, client_address, limiter, too_many_attempts
+from .admin import (
+    SESSION_COOKIE,
+    _clear_cookie,
+    account_message,
+    bp,
+    client_address,
+    limiter,
+    too_many_attempts,
+)
 
 
 def _page(error: str | None = None, status: int = 200, username: str = ""):
@@ -26,8 +35,8 @@ def add_account():
         auth.check_new_password(password, request.form.get("password2", ""))
         admin = auth.create_admin(get_db(), username, password)
     except auth.AccountError as e:
-        return _page(str(e), 400, username)
-    flash(f"The account {admin.username} is added.")
+        return _page(account_message(e), 400, username)
+    flash(_("The account %(name)s is added.", name=admin.username))
     return redirect(url_for("admin.accounts"), code=303)
 
 
@@ -48,12 +57,12 @@ def change_password(admin_id: int):
     try:
         if own and auth.authenticate(get_db(), admin.username, request.form.get("current", "")) is None:
             limiter().failed(client_address())
-            raise auth.AccountError("Your current password is not right.")
+            raise auth.AccountError(auth.N_("Your current password is not right."))
         auth.check_new_password(password, request.form.get("password2", ""))
         auth.set_password(get_db(), admin.id, password, keep_session=g.admin_token if own else None)
     except auth.AccountError as e:
-        return _page(str(e), 400)
-    flash(f"The password of {admin.username} is changed; its other sessions are logged out.")
+        return _page(account_message(e), 400)
+    flash(_("The password of %(name)s is changed; its other sessions are logged out.", name=admin.username))
     return redirect(url_for("admin.accounts"), code=303)
 
 
@@ -66,10 +75,10 @@ def remove_account(admin_id: int):
     try:
         auth.delete_admin(get_db(), admin.id)
     except auth.AccountError as e:
-        return _page(str(e), 400)
+        return _page(account_message(e), 400)
     if admin.id == g.admin.id:
         response = redirect(url_for("admin.login"), code=303)
         _clear_cookie(response, SESSION_COOKIE)
         return response
-    flash(f"The account {admin.username} is removed.")
+    flash(_("The account %(name)s is removed.", name=admin.username))
     return redirect(url_for("admin.accounts"), code=303)

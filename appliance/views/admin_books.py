@@ -6,6 +6,7 @@ import re
 import warnings
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from .. import catalog
 from ..app import get_db, library_state
@@ -22,7 +23,7 @@ MAX_AUTHORS, MAX_SUBJECTS, MAX_NAME = 20, 30, 200
 
 
 class FormInvalid(ValueError):
-    """A field of the edit form cannot be saved; the message is for the librarian."""
+    """A field of the edit form cannot be saved; the message is for the librarian, in their language."""
 
 
 def admin_book(book_id: int) -> dict:
@@ -39,7 +40,7 @@ def books():
     try:
         page = max(1, min(int(request.args.get("page", "1")), 10_000))
     except ValueError:
-        abort(400, "page must be a whole number")
+        abort(400, _("The page must be a whole number."))
     where, params = "1 = 1", []
     if q:
         like = "%" + fold(q).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -61,7 +62,7 @@ def upload():
 
         outcomes = import_uploads(files, settings, get_db())
         if not outcomes:
-            flash("Choose one or more EPUB files first.")
+            flash(_("Choose one or more EPUB files first."))
     quarantined = catalog.quarantined(get_db())[:20]
     status = 200
     if outcomes and all(o.status == "refused" for o in outcomes):
@@ -70,38 +71,53 @@ def upload():
                            limit_mb=settings.upload_max_mb), status
 
 
+def _too_long(name: str) -> str:
+    """The message for a field longer than LIMITS allows, in the librarian's language."""
+    most = LIMITS[name]
+    return {
+        "title": _("The title can have at most %(n)d characters.", n=most),
+        "publisher": _("The publisher can have at most %(n)d characters.", n=most),
+        "published": _("The date published can have at most %(n)d characters.", n=most),
+        "description": _("The description can have at most %(n)d characters.", n=most),
+    }[name]
+
+
 def _one_line(name: str, raw: str) -> str:
     value = " ".join((raw or "").split())
     if len(value) > LIMITS[name]:
-        raise FormInvalid(f"The {name} can have at most {LIMITS[name]} characters.")
+        raise FormInvalid(_too_long(name))
     return value
 
 
-def _lines(raw: str, what: str, most: int) -> list[str]:
+def _lines(raw: str, most: int, too_many: str, too_long: str) -> list[str]:
     values = [" ".join(line.split()) for line in (raw or "").replace(";", "\n").splitlines()]
     values = [v for v in values if v]
     if len(values) > most:
-        raise FormInvalid(f"A book can have at most {most} {what}.")
+        raise FormInvalid(too_many)
     if any(len(v) > MAX_NAME for v in values):
-        raise FormInvalid(f"Each of the {what} can have at most {MAX_NAME} characters.")
+        raise FormInvalid(too_long)
     return values
 
 
 def read_book_form(form) -> dict:
     title = _one_line("title", form.get("title", ""))
     if not title:
-        raise FormInvalid("A book needs a title.")
+        raise FormInvalid(_("A book needs a title."))
     language = form.get("language", "").strip().lower().replace("_", "-")
     if language and (len(language) > 20 or not LANGUAGE_TAG.match(language)):
-        raise FormInvalid("The language must be a language code such as vi, en, fr or ar.")
+        raise FormInvalid(_("The language must be a language code such as vi, en, fr or ar."))
     description = "\n".join(" ".join(line.split()) for line in form.get("description", "").splitlines()).strip()
     if len(description) > LIMITS["description"]:
-        raise FormInvalid(f"The description can have at most {LIMITS['description']} characters.")
+        raise FormInvalid(_too_long("description"))
     return {
         "title": title,
-        "authors": _lines(form.get("authors", ""), "authors", MAX_AUTHORS),
+        "authors": _lines(form.get("authors", ""), MAX_AUTHORS,
+                          _("A book can have at most %(n)d authors.", n=MAX_AUTHORS),
+                          _("An author's name can have at most %(n)d characters.", n=MAX_NAME)),
         "language": language,
-        "subjects": _lines(form.get("subjects", ""), "subjects", MAX_SUBJECTS),
+        "subjects": _lines(form.get("subjects", ""), MAX_SUBJECTS,
+                           _("A book can have at most %(n)d subjects.", n=MAX_SUBJECTS),
+                           _("A subject can have at most %(n)d characters.", n=MAX_NAME)),
         "description": description,
         "publisher": _one_line("publisher", form.get("publisher", "")),
         "published": _one_line("published", form.get("published", "")),
@@ -117,7 +133,7 @@ def edit_book(book_id: int):
         except FormInvalid as e:
             return render_template("admin/book_edit.html", book=book, form=request.form, error=str(e)), 400
         catalog.update_book(get_db(), book_id, **fields)
-        flash("Saved. Search results follow within a few seconds.")
+        flash(_("Saved. Search results follow within a few seconds."))
         return redirect(url_for("admin.edit_book", book_id=book_id), code=303)
     return render_template("admin/book_edit.html", book=book, form=None, error=None)
 
@@ -131,9 +147,9 @@ def cover_from_upload(data: bytes) -> bytes:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as picture:
                 if picture.format not in COVER_FORMATS:
-                    raise FormInvalid("The cover must be a JPEG, PNG, GIF or WebP picture.")
+                    raise FormInvalid(_("The cover must be a JPEG, PNG, GIF or WebP picture."))
                 if picture.width * picture.height > COVER_MAX_PIXELS:
-                    raise FormInvalid("The picture is too large (too many pixels).")
+                    raise FormInvalid(_("The picture is too large (too many pixels)."))
                 picture.draft("RGB", (COVER_MAX_SIDE, COVER_MAX_SIDE))
                 rgb = picture.convert("RGBA") if "transparency" in picture.info or picture.mode in ("RGBA", "LA", "P") \
                     else picture.convert("RGB")
@@ -148,7 +164,7 @@ def cover_from_upload(data: bytes) -> bytes:
     except FormInvalid:
         raise
     except Exception:  # untrusted bytes: any decoder error means "not a picture"
-        raise FormInvalid("That file is not a picture this library can read.") from None
+        raise FormInvalid(_("That file is not a picture this library can read.")) from None
 
 
 @bp.post("/books/<int:book_id>/cover")
@@ -160,17 +176,17 @@ def book_cover(book_id: int):
     data = upload.read() if upload else b""
     try:
         if not data:
-            raise FormInvalid("Choose a picture for the cover first.")
+            raise FormInvalid(_("Choose a picture for the cover first."))
         cover = cover_from_upload(data)
         thumbnail = make_thumbnail(cover)
         if thumbnail is None:
-            raise FormInvalid("That file is not a picture this library can read.")
+            raise FormInvalid(_("That file is not a picture this library can read."))
     except FormInvalid as e:
         return render_template("admin/book_edit.html", book=book, form=None, error=str(e)), 400
     blobs = library_state().blobs
     catalog.update_book(get_db(), book_id, cover_sha256=blobs.put_bytes(cover), cover_type="image/jpeg",
                         thumb_sha256=blobs.put_bytes(thumbnail))
-    flash("The new cover is saved.")
+    flash(_("The new cover is saved."))
     return redirect(url_for("admin.edit_book", book_id=book_id), code=303)
 
 
@@ -179,7 +195,7 @@ def book_visibility(book_id: int):
     admin_book(book_id)
     hidden = request.form.get("hidden") == "1"
     catalog.update_book(get_db(), book_id, hidden=1 if hidden else 0)
-    flash("The book is hidden from readers." if hidden else "Readers can see the book again.")
+    flash(_("The book is hidden from readers.") if hidden else _("Readers can see the book again."))
     return redirect(url_for("admin.edit_book", book_id=book_id), code=303)
 
 
@@ -188,6 +204,6 @@ def remove_book(book_id: int):
     book = admin_book(book_id)
     if request.method == "POST":
         catalog.remove_book(get_db(), book_id)
-        flash(f"“{book['title']}” is removed from the catalog.")
+        flash(_("“%(title)s” is removed from the catalog.", title=book["title"]))
         return redirect(url_for("admin.books"), code=303)
     return render_template("admin/book_remove.html", book=book)

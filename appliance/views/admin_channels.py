@@ -5,6 +5,7 @@ the page, not when the server starts."""
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from ..app import get_db
 from .admin import bp
@@ -24,9 +25,11 @@ def channel_subscribe():
     name = request.form.get("name", "").strip().lower()
     try:
         apply.subscribe(get_db(), name)
-    except bundles.BundleError as e:
-        return render_template("admin/channels.html", channels=apply.channel_rows(get_db()), error=str(e)), 400
-    flash(f"This box now follows {name}; its next release is installed at the next sync.")
+    except bundles.BundleError:  # the name is refused (bundles.check_channel_name)
+        error = _("The channel name “%(name)s” is not allowed: use lowercase letters, digits and dashes.",
+                  name=name)
+        return render_template("admin/channels.html", channels=apply.channel_rows(get_db()), error=error), 400
+    flash(_("This box now follows %(name)s; its next release is installed at the next sync.", name=name))
     return redirect(url_for("admin.channels"), code=303)
 
 
@@ -36,6 +39,6 @@ def channel_unsubscribe(name: str):
 
     if not apply.unsubscribe(get_db(), name):
         return render_template("admin/channels.html", channels=apply.channel_rows(get_db()),
-                               error="This box does not know that channel."), 404
-    flash(f"This box no longer follows {name}. Its books stay until you remove them.")
+                               error=_("This box does not know that channel.")), 404
+    flash(_("This box no longer follows %(name)s. Its books stay until you remove them.", name=name))
     return redirect(url_for("admin.channels"), code=303)

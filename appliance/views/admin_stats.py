@@ -4,11 +4,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from .. import stats
 from ..app import get_db, library_state
 from ..charts import bar_chart
-from ..clock import DEFAULT_CLOCK, apply_trusted_time
+from ..clock import DEFAULT_CLOCK, EARLIEST_PLAUSIBLE, apply_trusted_time
 from .admin import bp
 
 
@@ -27,8 +28,8 @@ def usage():
     hours = stats.activity_by_hour(db)
     return render_template(
         "admin/stats.html",
-        reads_chart=bar_chart([(d[5:], n) for d, n in per_day], title="Books opened per day", label_every=5),
-        hours_chart=bar_chart([(str(h), n) for h, n in enumerate(hours)], title="Activity by hour of day",
+        reads_chart=bar_chart([(d[5:], n) for d, n in per_day], title=_("Books opened per day"), label_every=5),
+        hours_chart=bar_chart([(str(h), n) for h, n in enumerate(hours)], title=_("Activity by hour of day"),
                               label_every=3),
         per_day=per_day, top_books=stats.most_read(db, 30, 10), languages=stats.top_languages(db, 30),
         unfound=stats.unfound_searches(db, 30), clock=DEFAULT_CLOCK.status(db),
@@ -46,10 +47,20 @@ def set_clock():
         elif typed:
             moment = datetime.strptime(typed, "%Y-%m-%dT%H:%M").replace(tzinfo=UTC).timestamp()
         else:
-            raise ValueError("no time was sent")
+            return _not_set(_("The time was not set: no time was sent."))
+    except (ValueError, OverflowError):
+        return _not_set(_("The time was not set: this box cannot read the time that was sent."))
+    try:
         apply_trusted_time(get_db(), moment, f"librarian {request.form.get('source', 'phone')[:20]}")
-    except (ValueError, OverflowError) as e:
-        flash(f"The time was not set: {e}.")
-        return redirect(url_for("admin.usage"), code=303)
-    flash("The box's clock is set.")
+    except (ValueError, OverflowError):  # the clock refuses a time before EARLIEST_PLAUSIBLE
+        earliest = datetime.fromtimestamp(EARLIEST_PLAUSIBLE, tz=UTC).year
+        return _not_set(_("The time was not set: that time is before %(year)d; the device giving it has a wrong "
+                          "clock.", year=earliest))
+    flash(_("The box's clock is set."))
+    return redirect(url_for("admin.usage"), code=303)
+
+
+def _not_set(message: str):
+    """Back to the page with the reason the clock was not set."""
+    flash(message)
     return redirect(url_for("admin.usage"), code=303)

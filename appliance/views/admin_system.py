@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from .. import catalog, indexing
 from .. import db as dbmod
 from ..app import get_db, library_state
 from ..background import jobs
 from ..boxstatus import cpu_temperature, disk_status, installed_releases, throttling
-from .admin import bp
+from .admin import bp, index_state_text
 
 WELCOME_KEY = "welcome_text"
 WELCOME_MAX_CHARS = 2000
@@ -21,7 +22,7 @@ def system():
     return render_template(
         "admin/system.html",
         disk=disk_status(state.settings),
-        index_state=jobs().index_state(),
+        index_state=index_state_text(),
         pending_index=indexing.pending_count(db),
         rebuild_running=jobs().rebuild_running(),
         releases=installed_releases(db),
@@ -34,9 +35,9 @@ def system():
 @bp.post("/system/reindex")
 def reindex():
     if jobs().start_index_rebuild():
-        flash("The search index is being rebuilt. Searches use the current one until the new one is ready.")
+        flash(_("The search index is being rebuilt. Searches use the current one until the new one is ready."))
     else:
-        flash("The search index is already being rebuilt.")
+        flash(_("The search index is already being rebuilt."))
     return redirect(url_for("admin.system"), code=303)
 
 
@@ -48,12 +49,12 @@ def welcome():
     if request.method == "POST":
         text = "\n".join(line.rstrip() for line in request.form.get("text", "").splitlines()).strip()
         if len(text) > WELCOME_MAX_CHARS:
-            error = f"The welcome text can have at most {WELCOME_MAX_CHARS} characters."
+            error = _("The welcome text can have at most %(n)d characters.", n=WELCOME_MAX_CHARS)
         elif any(ord(c) < 32 and c not in "\n\t" for c in text):
-            error = "The welcome text contains control characters."
+            error = _("The welcome text contains control characters.")
         else:
             dbmod.put_setting(db, WELCOME_KEY, text)
-            flash("The welcome text is saved.")
+            flash(_("The welcome text is saved."))
             return redirect(url_for("admin.welcome"), code=303)
     return render_template("admin/welcome.html", text=text, error=error, max_chars=WELCOME_MAX_CHARS), \
         400 if error else 200
