@@ -1,0 +1,170 @@
+"""The librarian's pages in the librarian's language, the command line in English, and catalogs
+with nothing left untranslated."""
+from __future__ import annotations
+
+import gettext
+import io
+import re
+from pathlib import Path
+
+import pytest
+from babel.messages.pofile import read_po
+
+from tests.admin_support import PASSWORD, log_in, post_form
+
+TRANSLATIONS = Path(__file__).resolve().parents[1] / "ui" / "translations"
+PLACEHOLDER = re.compile(r"%\((\w+)\)[-#0 +]*\d*(?:\.\d+)?[diouxXeEfFgGcrs]")
+
+
+def text(answer) -> str:
+    return answer.get_data(as_text=True)
+
+
+def test_login_page_follows_the_browser_language(client, librarian):
+    page = text(client.get("/admin/login", headers={"Accept-Language": "vi"}))
+    assert "Đăng nhập thủ thư" in page and "Tên tài khoản" in page and "Mật khẩu" in page
+    assert "Librarian login" not in page and "Account name" not in page
+    assert 'lang="vi"' in page
+
+
+def test_dashboard_and_system_page_in_vietnamese(admin_client):
+    admin_client.set_cookie("lang", "vi")
+    dashboard = text(admin_client.get("/admin/"))
+    assert "Tài khoản thủ thư" in dashboard and "Chỉ mục tìm kiếm" in dashboard and "Đăng xuất" in dashboard
+    assert "Librarian accounts" not in dashboard and "Search index" not in dashboard
+    system = text(admin_client.get("/admin/system"))
+    assert "Hệ thống" in system and "Đồng bộ ngay" in system
+    assert "lần thành công gần nhất: chưa có" in system  # the sync agent's state, as the view words it
+    assert "máy chủ trung tâm: chưa đặt (LIBRARY_HUB_URL)" in system
+    assert "Sync now" not in system and "last success" not in system and "Disk" not in system
+
+
+def test_messages_after_an_action_are_in_vietnamese(admin_client):
+    admin_client.set_cookie("lang", "vi")
+    added = post_form(admin_client, "/admin/accounts", {"username": "lan", "password": PASSWORD,
+                                                         "password2": PASSWORD}, follow_redirects=True)
+    assert "Đã thêm tài khoản lan." in text(added) and "is added" not in text(added)
+    saved = post_form(admin_client, "/admin/welcome", {"text": "Chào mừng bà con!"}, follow_redirects=True)
+    assert "Đã lưu lời chào." in text(saved) and "The welcome text is saved" not in text(saved)
+    sync = post_form(admin_client, "/admin/sync", page="/admin/system", follow_redirects=True)
+    assert "Chưa đặt địa chỉ máy chủ trung tâm (LIBRARY_HUB_URL)" in text(sync)
+
+
+def test_account_errors_from_auth_are_translated_on_the_page(admin_client):
+    admin_client.set_cookie("lang", "vi")
+    answer = post_form(admin_client, "/admin/accounts", {"username": "lan", "password": PASSWORD,
+                                                          "password2": PASSWORD + "x"})
+    assert answer.status_code == 400
+    assert "Hai mật khẩu không giống nhau." in text(answer) and "are not the same" not in text(answer)
+    short = post_form(admin_client, "/admin/accounts", {"username": "lan", "password": "short",
+                                                         "password2": "short"})
+    assert "Mật khẩu cần có ít nhất 8 ký tự." in text(short)
+
+
+def test_book_form_and_upload_refusals_are_translated(admin_client, settings, make_epub):
+    from tests.conftest import import_files
+
+    import_files(settings, [make_epub(title="Sách thử")])
+    admin_client.set_cookie("lang", "fr")
+    edit = post_form(admin_client, "/admin/books/1", {"title": ""})
+    assert edit.status_code == 400 and "Un livre doit avoir un titre." in text(edit)
+    refused = post_form(admin_client, "/admin/upload", {"files": (io.BytesIO(b"not a book"), "notes.txt")},
+                        content_type="multipart/form-data")
+    assert refused.status_code == 400
+    assert "« notes.txt » n’est pas un fichier EPUB" in text(refused) and "is not an EPUB" not in text(refused)
+
+
+def test_wrong_password_is_said_in_french(client, librarian):
+    answer = log_in(client, password="not the password", headers={"Accept-Language": "fr"})
+    assert answer.status_code == 403
+    assert "Nom de compte ou mot de passe incorrect." in text(answer)
+    assert "Wrong account name or password" not in text(answer)
+
+
+def test_arabic_pages_are_right_to_left(admin_client, client, librarian):
+    login = text(client.get("/admin/login", headers={"Accept-Language": "ar"}))
+    assert 'dir="rtl"' in login and "دخول أمين المكتبة" in login
+    admin_client.set_cookie("lang", "ar")
+    for url in ("/admin/", "/admin/system", "/admin/accounts"):
+        page = text(admin_client.get(url))
+        assert 'dir="rtl"' in page and 'lang="ar"' in page, url
+    assert "أمين المكتبة" in text(admin_client.get("/admin/"))
+
+
+def test_without_a_language_the_pages_keep_the_default(admin_client):
+    assert "Librarian accounts" in text(admin_client.get("/admin/"))  # the tests' default locale is English
+
+
+def test_the_command_line_stays_in_english(runner, settings):
+    bad = runner.invoke(["admin", "create", "bad name!"], input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert bad.exit_code != 0 and "may only use letters, digits" in bad.output
+    short = runner.invoke(["admin", "create", "lan"], input="short\nshort\n")
+    assert short.exit_code != 0 and "A password needs at least 8 characters." in short.output
+
+
+# --- the catalogs ---------------------------------------------------------------------------
+
+
+def catalogs() -> list[Path]:
+    found = sorted(TRANSLATIONS.glob("*/LC_MESSAGES/messages.po"))
+    assert len(found) >= 3
+    return found
+
+
+def placeholders(text: str) -> set[str]:
+    return set(PLACEHOLDER.findall(text))
+
+
+def single_number_forms(catalog) -> set[int]:
+    """The plural forms the language uses for one number only (Arabic's one and two), which may say
+    the number in words rather than with %(num)."""
+    rule = gettext.c2py(catalog.plural_expr)
+    numbers: dict[int, set[int]] = {}
+    for n in range(1001):
+        numbers.setdefault(rule(n), set()).add(n)
+    return {form for form, ns in numbers.items() if len(ns) == 1}
+
+
+@pytest.mark.parametrize("path", catalogs(), ids=lambda p: p.parts[-3])
+def test_every_entry_is_translated_with_the_same_placeholders(path):
+    with open(path, "rb") as f:
+        catalog = read_po(f)
+    problems = []
+    singles = single_number_forms(catalog)
+    for message in catalog:
+        if not message.id:
+            continue
+        if message.fuzzy:
+            problems.append(("fuzzy", message.id))
+        if isinstance(message.id, tuple):
+            wanted = placeholders(message.id[1])
+            forms = message.string if isinstance(message.string, tuple) else (message.string,)
+            if len(forms) != catalog.num_plurals:
+                problems.append(("plural forms", message.id))
+            for index, form in enumerate(forms):
+                found = placeholders(form)
+                if not form:
+                    problems.append(("untranslated", message.id))
+                elif found != wanted and not (index in singles and found == wanted - {"num"}):
+                    problems.append(("placeholders", message.id, index))
+        elif not message.string:
+            problems.append(("untranslated", message.id))
+        elif placeholders(message.string) != placeholders(message.id):
+            problems.append(("placeholders", message.id))
+    problems += [("babel check", message.id, [str(e) for e in errors]) for message, errors in catalog.check()]
+    assert problems == []
+
+
+@pytest.mark.parametrize("path", catalogs(), ids=lambda p: p.parts[-3])
+def test_compiled_catalog_matches_its_source(path):
+    """The committed .mo file says what its .po file says (else: pybabel compile -d ui/translations)."""
+    from babel.messages.mofile import read_mo
+
+    def entries(catalog) -> dict:
+        def plain(v):
+            return tuple(v) if isinstance(v, list | tuple) else v
+
+        return {plain(m.id): plain(m.string) for m in catalog if m.id}
+
+    with open(path, "rb") as source, open(path.with_suffix(".mo"), "rb") as compiled:
+        assert entries(read_mo(compiled)) == entries(read_po(source))
