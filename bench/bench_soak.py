@@ -8,6 +8,14 @@ page, searches (titles, authors and words from the catalog, each different), boo
 chapters, covers, downloads and OPDS feeds. The server's RSS is read from /proc every 15 s.
 Prints a JSON report (RSS at start / after the first minute / at the end / highest, requests/s,
 latency p50/p95/p99, errors). Nothing here runs in CI.
+
+With ``--memory-mb`` (and ``--cpus``) the server runs in a control group of that much memory (and
+CPU time), as the box's systemd unit holds it (run as root; see cgroup_limits.py); with
+``--rebuild-after`` the librarian's "Rebuild index" starts that many seconds into the load, as the
+server starts it (a process of its own, in the same group), the heaviest job the server does:
+
+    python bench/bench_soak.py --home /tmp/bc10k/home --minutes 5 --workers 2 \
+        --memory-mb 640 --cpus 1 --rebuild-after 60
 """
 from __future__ import annotations
 
@@ -31,7 +39,9 @@ sys.path.insert(0, str(ROOT))
 from bench_core import free_port  # noqa: E402
 from bench_peers import WRK_SCRIPT, proc_stats, wait_answer  # noqa: E402
 from boxenv import DEFAULT, box_python  # noqa: E402
+from cgroup_limits import CgroupLimits  # noqa: E402
 
+from appliance.settings import Settings  # noqa: E402
 from appliance.textfold import fold  # noqa: E402
 
 REQUESTS = """
@@ -123,23 +133,58 @@ def main() -> None:
     parser.add_argument("--paths", type=int, default=20_000, help="distinct requests in the walk")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--box-venv", type=Path, default=DEFAULT, help="made with the box's own dependencies only")
+    parser.add_argument("--workers", type=int, default=1, help="LIBRARY_WORKERS: processes answering")
+    parser.add_argument("--memory-mb", type=int, help="run the server in a control group of this much memory")
+    parser.add_argument("--cpus", type=float, help="and this many CPUs' worth of time (with --memory-mb)")
+    parser.add_argument("--rebuild-after", type=float, help="seconds into the load to start an index rebuild")
     args = parser.parse_args()
     paths = mixed_paths(args.home / "catalog.db", args.paths, args.seed)
     port = free_port()
-    env = dict(os.environ, LIBRARY_HOME=str(args.home), LIBRARY_DISK_RESERVE_MB="0")
-    server = subprocess.Popen([box_python(args.box_venv), "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port",
-                               str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, LIBRARY_HOME=str(args.home), LIBRARY_DISK_RESERVE_MB="0", LIBRARY_WORKERS=str(args.workers))
+    group = CgroupLimits("library-soak", args.memory_mb, args.cpus) if args.memory_mb else None
+    python = box_python(args.box_venv)
+    server = subprocess.Popen([python, "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              preexec_fn=group.join if group else None)
     base = f"http://127.0.0.1:{port}"
+    rebuild: dict = {}
+
+    def rebuild_index() -> None:
+        time.sleep(args.rebuild_after)
+        t0 = time.perf_counter()
+        # What the server runs for the librarian's button (appliance.childjobs), in its group.
+        job = subprocess.run([python, "-m", "appliance.childjobs", "--parent", str(os.getpid()), "rebuild-index"],
+                             env=Settings.from_env(env).child_env(), capture_output=True, text=True, preexec_fn=group.join if group else None)
+        rebuild.update(started_s=args.rebuild_after, seconds=round(time.perf_counter() - t0, 1),
+                       ended_before_the_load=not load_ended.is_set(), exit_status=job.returncode,
+                       stderr_tail=job.stderr[-300:])
+
+    load_ended, done = threading.Event(), threading.Event()
+    if group:
+        threading.Thread(target=group.watch, args=(done,), daemon=True).start()
+    rebuilding = threading.Thread(target=rebuild_index, daemon=True)
     try:
         wait_answer(base + "/", server)
+        if args.rebuild_after is not None:
+            rebuilding.start()
         result = run_soak(server.pid, base, paths, args.minutes, args.clients, Path(tempfile.mkdtemp()) / "soak.lua")
+        load_ended.set()
+        if rebuilding.is_alive():
+            rebuilding.join()  # the group's highest memory takes in the whole rebuild
         errors = result.pop("errors")
-        report = {"home": str(args.home), "minutes": args.minutes, "clients": args.clients, **result,
-                  "errors": errors["socket"] + errors["status"]}
+        report = {"home": str(args.home), "minutes": args.minutes, "clients": args.clients, "workers": args.workers,
+                  **result, "errors": errors["socket"] + errors["status"]}
+        if args.rebuild_after is not None:
+            report["rebuild"] = rebuild
+        done.set()
+        if group:
+            report["cgroup"] = group.report()
         print(json.dumps(report, indent=1))
     finally:
         server.terminate()
         server.wait(timeout=30)
+        if group:
+            group.remove()
 
 
 if __name__ == "__main__":
