@@ -427,6 +427,22 @@ def test_services_run_unprivileged_hardened_and_restart(tmp_path):
     assert first["Type"] == "oneshot" and first["ExecStart"] == "/usr/local/sbin/library-first-boot"
 
 
+def test_services_fit_a_pi_of_1_gb_and_go_before_the_network_when_memory_runs_out(tmp_path):
+    files = rendered(box_settings(tmp_path), box_layout(tmp_path))
+    web = key_values(files["/etc/systemd/system/library-web.service"])
+    sync = key_values(files["/etc/systemd/system/library-sync.service"])
+
+    def megabytes(value: str) -> int:
+        assert value[-1] == "M", value
+        return int(value[:-1])
+
+    assert megabytes(web["MemoryMax"]) + megabytes(sync["MemoryMax"]) <= 1024
+    assert megabytes(web["MemoryMax"]) >= 512  # two processes serving 10,000 books and a rebuild (BENCHMARKS.md)
+    # hostapd, dnsmasq and sshd keep the kernel's default score (0): the library's processes go first.
+    assert 0 < int(web["OOMScoreAdjust"]) < int(sync["OOMScoreAdjust"]) <= 1000
+    assert web["OOMPolicy"] == "continue"  # a job or worker ended by the kernel leaves the server serving
+
+
 def test_environment_file_gives_the_services_the_same_settings(tmp_path):
     """The file is read by systemd and sourced by the first-boot script; a shell must read back every value."""
     tricky = 'Thư viện "Bản $HOME" `x` \\ end'

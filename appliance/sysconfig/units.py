@@ -33,6 +33,9 @@ RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
 UMask=0027
 """
 
+WEB_MEMORY_MAX = "640M"
+SYNC_MEMORY_MAX = "320M"
+
 WEB_UNIT = """\
 # {{ header }}
 [Unit]
@@ -49,6 +52,14 @@ ExecStart={{ command }} serve
 Restart=always
 RestartSec=2
 TimeoutStopSec=20
+# A Pi of 1 GB and no swap: the server, its workers and its jobs (an index rebuild) stay within
+# this much (the page cache of what they read included, which the kernel drops first; see
+# BENCHMARKS.md, "Within a Pi's memory"). If memory runs out anyway, the kernel ends the library's
+# processes before the Wi-Fi's and the network's (score 0), a job's end leaves the server
+# serving, and the server is started again.
+MemoryMax={{ web_memory }}
+OOMScoreAdjust=300
+OOMPolicy=continue
 # Phones knock on port 80; this is the only privilege the server keeps.
 AmbientCapabilities=CAP_NET_BIND_SERVICE
 CapabilityBoundingSet=CAP_NET_BIND_SERVICE
@@ -75,6 +86,9 @@ RestartSec=30
 TimeoutStopSec=30
 Nice=10
 IOSchedulingClass=idle
+# It installs releases (about 70 MB at its busiest): the first the kernel ends if memory runs out.
+MemoryMax={{ sync_memory }}
+OOMScoreAdjust=500
 CapabilityBoundingSet=
 {{ hardening }}# Carriers: a USB stick or folder mounted under /media brings bundles and takes statistics away.
 ReadWritePaths=-/media
@@ -143,6 +157,8 @@ def render_units(settings: Settings, layout: ImageLayout) -> list[SystemFile]:
         "command": layout.library_command,
         "hardening": hardening,
         "script": layout.first_boot_script,
+        "web_memory": WEB_MEMORY_MAX,
+        "sync_memory": SYNC_MEMORY_MAX,
     }
     unit_dir = PurePosixPath("/etc/systemd/system")
     return [
