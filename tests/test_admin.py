@@ -194,7 +194,9 @@ def test_channels_page_follows_and_stops_following(admin_client, settings):
     page = admin_client.get("/admin/channels").get_data(as_text=True)
     assert "vi-literature" in page and "Stop following" in page
     bad = post_form(admin_client, "/admin/channels", {"name": "../etc"}, page="/admin/channels")
-    assert bad.status_code == 400 and "not allowed" in bad.get_data(as_text=True)
+    bad_page = bad.get_data(as_text=True)
+    assert bad.status_code == 400 and "not allowed" in bad_page
+    assert bad_page.count('class="error"') == 1  # said once, at the top
     stop = post_form(admin_client, "/admin/channels/vi-literature/unsubscribe", page="/admin/channels")
     assert stop.status_code == 303
     from content_sync import apply
