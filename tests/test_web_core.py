@@ -95,6 +95,18 @@ def test_unknown_things_are_404(client, vi_library, url):
     assert client.get(url).status_code == 404
 
 
+def test_error_pages_speak_the_readers_language(client, vi_library):
+    english = client.get("/books/999999").get_data(as_text=True)
+    assert "This page is not in the library." in english and "Error 404" in english
+    assert "requested URL" not in english  # werkzeug's words for programmers
+    page = client.get("/books/999999", headers={"Accept-Language": "vi"})
+    text = page.get_data(as_text=True)
+    assert page.status_code == 404 and "Thư viện không có trang này." in text and "Lỗi 404" in text
+    assert "Not Found" not in text
+    bad = client.get("/search?q=x&page=abc", headers={"Accept-Language": "ar"})
+    assert bad.status_code == 400 and "في هذا الطلب شيء غير صحيح." in bad.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("query", [
     "q=" + "a" * 5000,
     "q=x&page=abc",
