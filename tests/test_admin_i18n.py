@@ -168,3 +168,21 @@ def test_compiled_catalog_matches_its_source(path):
 
     with open(path, "rb") as source, open(path.with_suffix(".mo"), "rb") as compiled:
         assert entries(read_mo(compiled)) == entries(read_po(source))
+
+
+def test_the_catalog_of_texts_holds_every_text_the_code_asks_for(tmp_path, monkeypatch):
+    """A text added to a page or a view without extracting the catalog again would stay English in
+    every language, with the catalogs above still complete (README: Translations says how)."""
+    from babel.messages.frontend import CommandLineInterface
+
+    root = TRANSLATIONS.parents[1]
+    fresh = tmp_path / "fresh.pot"
+    monkeypatch.chdir(root)
+    CommandLineInterface().run(["pybabel", "-q", "extract", "-F", "babel.cfg", "-k", "_", "-k", "gettext",
+                                "-k", "ngettext:1,2", "-k", "lazy_gettext", "-o", str(fresh), "."])
+
+    def ids(path: Path) -> set:
+        with open(path, "rb") as f:
+            return {m.id for m in read_po(f) if m.id}
+
+    assert ids(fresh) - ids(TRANSLATIONS / "messages.pot") == set()
