@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from flask import Flask, g
+from werkzeug.routing import IntegerConverter
 
 from . import db as dbmod
 from .blobs import BlobStore
@@ -114,6 +115,15 @@ def library_state() -> LibraryState:
     return current_app.extensions["library"]
 
 
+class RowIdConverter(IntegerConverter):
+    """``<int:...>`` in the routes: a number SQLite can hold (a larger one is a page that does not
+    exist, 404, not an OverflowError when it reaches the catalog)."""
+
+    def __init__(self, url_map, fixed_digits: int = 0, min: int | None = None, max: int | None = 2**63 - 1,
+                 signed: bool = False) -> None:
+        super().__init__(url_map, fixed_digits, min, max, signed)
+
+
 def create_app(settings: Settings | None = None, **config) -> Flask:
     settings = settings or Settings.from_env()
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -133,6 +143,7 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
     )
     app.json.ensure_ascii = False
     app.config.update(config)
+    app.url_map.converters["int"] = RowIdConverter  # before the views add their routes
     state = LibraryState(settings)
     app.extensions["library"] = state
     # Make sure the schema exists before the first request (cheap; no index work).

@@ -90,6 +90,11 @@ def test_cover_and_thumbnail(client, vi_library):
     "/authors/77777",
     "/subjects/77777",
     "/books/abc",
+    # Larger than SQLite's integers: once an OverflowError and a 500.
+    "/books/99999999999999999999/download",
+    "/authors/99999999999999999999",
+    "/api/books/99999999999999999999",
+    "/books/9223372036854775808",
 ])
 def test_unknown_things_are_404(client, vi_library, url):
     assert client.get(url).status_code == 404
