@@ -49,6 +49,9 @@ EXPORT_LOCK = "export.lock"  # in the outbox
 EXPORT_WAIT_SECONDS = 60.0  # an export takes well under a second
 
 
+MAX_COUNT = 2**40  # far beyond what a box counts in a batch, well within SQLite's integers
+
+
 class BatchInvalid(Exception):
     """A batch is malformed or its signature does not verify."""
 
@@ -103,13 +106,41 @@ def verify_batch(data: bytes, expected_box: str | None = None) -> dict:
         key.verify(signature, text.encode("utf-8"))
     except InvalidSignature:
         raise BatchInvalid("the batch's signature does not verify") from None
-    payload = json.loads(text)
+    try:
+        payload = json.loads(text)
+    except ValueError as e:
+        raise BatchInvalid(f"the batch's contents are not JSON: {e}") from None
+    if not isinstance(payload, dict):
+        raise BatchInvalid("the batch's contents are not a JSON object")
     if envelope.get("format") != FORMAT or payload.get("format") != FORMAT:
         raise BatchInvalid(f"unknown batch format {payload.get('format')!r}")
     if payload.get("box") != box or payload.get("batch") != envelope.get("batch") \
-            or not isinstance(payload.get("batch"), int):
+            or not _whole(payload.get("batch"), 2**63 - 1):
         raise BatchInvalid("the batch's envelope and contents disagree")
+    _check_rows(payload)
     return payload
+
+
+def _whole(value, most: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= most
+
+
+def _check_rows(payload: dict) -> None:
+    """The counts' lists as a box writes them (a box signs what it sends, but a box's bug must not
+    reach the hub's tables: a count SQLite cannot hold, a row that is not an object)."""
+    days = payload.get("days", [])
+    if not isinstance(days, list) or not all(isinstance(day, str) for day in days):
+        raise BatchInvalid("the batch's days are not a list of texts")
+    for part in ("books", "searches", "hours"):
+        rows = payload.get(part, [])
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise BatchInvalid(f"the batch's {part} are not a list of objects")
+        for row in rows:
+            if not _whole(row.get("count", 0), MAX_COUNT):
+                raise BatchInvalid(f"a count of the batch's {part} is not a count: {row.get('count')!r}")
+            if any(not isinstance(row.get(name, ""), str) for name in ("day", "kind", "sha256", "title", "language",
+                                                                       "term")):
+                raise BatchInvalid(f"a row of the batch's {part} has a text that is not a string")
 
 
 def outbox_folder(outbox: Path, public_b64: str) -> Path:

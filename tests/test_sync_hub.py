@@ -1,6 +1,7 @@
 """The hub and the sync agent as real processes on 127.0.0.1; downloads over a link that misbehaves."""
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import os
@@ -22,6 +23,7 @@ from appliance import db as dbmod
 from appliance import stats
 from appliance.settings import Settings
 from content_sync import apply, bundles, minisign
+from content_sync.hub.app import registration_message
 from content_sync.transfer import Downloader, HttpReleaseSource, LinkClosed, LinkPolicy
 from tests.linkproxy import LinkProxy
 
@@ -185,6 +187,45 @@ def test_hub_refuses_bad_batches_and_unknown_boxes(hub, settings, make_epub):
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(urllib.request.Request(hub_url + "/api/v1/batches", data=data))
         assert caught.value.code == code
+
+
+def test_hub_refuses_a_signed_batch_whose_counts_are_not_counts(hub, settings):
+    """A box signs what it sends; a bug of a box must still get a 400 and leave no trace, not a 500."""
+    hub_url, hub_data = hub
+    from content_sync import statsbatch
+
+    key = statsbatch.load_box_key(settings.keys_dir)
+    box = {"box": key.public_b64, "name": "Bản Phố", "status": {}}
+    box["signature"] = base64.b64encode(key.private.sign(
+        registration_message(box["box"], box["name"], box["status"]))).decode("ascii")
+    urllib.request.urlopen(urllib.request.Request(hub_url + "/api/v1/boxes", data=json.dumps(box).encode(),
+                                                  headers={"Content-Type": "application/json"}))
+    good_row = {"day": "2026-11-24", "kind": "view", "sha256": "ab" * 32, "title": "Truyện Kiều",
+                "language": "vi", "count": 3}
+    base = {"format": 1, "box": key.public_b64, "batch": 1, "days": ["2026-11-24"], "books": [good_row],
+            "searches": [], "hours": []}
+    for change in ({"books": [dict(good_row, count=10**30)]}, {"books": [dict(good_row, count="12")]},
+                   {"books": [dict(good_row, count=-4)]}, {"books": ["not a row"]}, {"books": {"a": 1}},
+                   {"searches": [{"day": "2026-11-24", "term": ["x"], "found": True, "count": 1}]},
+                   {"days": [7]}, {"batch": 10**30}, {"batch": True}):
+        data = statsbatch.sign_payload({**base, **change}, key)
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(urllib.request.Request(hub_url + "/api/v1/batches", data=data))
+        assert caught.value.code == 400, change
+    envelope = json.loads(statsbatch.sign_payload(base, key))  # a payload that is no object at all
+    envelope["payload"] = "[1, 2]"
+    envelope["signature"] = base64.b64encode(key.private.sign(b"[1, 2]")).decode("ascii")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(urllib.request.Request(hub_url + "/api/v1/batches", data=json.dumps(envelope).encode()))
+    assert caught.value.code == 400
+    db = sqlite3.connect(hub_data / "hub.db")
+    assert db.execute("SELECT count(*) FROM batches").fetchone()[0] == 0
+    # The same batch, well formed, is taken.
+    answer = json.loads(urllib.request.urlopen(urllib.request.Request(
+        hub_url + "/api/v1/batches", data=statsbatch.sign_payload(base, key))).read())
+    assert answer["new"] is True
+    assert db.execute("SELECT sum(count) FROM book_counts").fetchone()[0] == 3
+    db.close()
 
 
 def make_big_release(tmp_path, make_epub, publisher, tree: Path, megabytes: int) -> int:
