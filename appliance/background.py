@@ -115,12 +115,15 @@ class Jobs:
 
     def index_state(self) -> str:
         """unknown, current, rebuilding or failed: rebuilding while the librarian's rebuild runs,
-        failed when it failed, else as the thread keeping the index sees it."""
+        else as the thread keeping the index sees it (a rebuild that failed leaves the index as it
+        was: see ``rebuild_failed``)."""
         if self.rebuild_running():
             return "rebuilding"
-        if self._failed.get("rebuild-index"):
-            return "failed"
         return self.app.extensions["library"].index_state
+
+    def rebuild_failed(self) -> bool:
+        """Whether the librarian's last rebuild failed (until the next one starts)."""
+        return bool(self._failed.get("rebuild-index"))
 
     def start_index_rebuild(self) -> bool:
         """Rebuild the search index; False when a rebuild started here still runs.

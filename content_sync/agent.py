@@ -331,17 +331,21 @@ def _soon(agent: SyncAgent, job: str):
     return datetime.now(UTC) + timedelta(seconds=agent.rng.uniform(1, 10) + JOBS.index(job) * 2)
 
 
-def state_text(state: dict) -> list[str]:
-    def when(value):
-        if not value:
-            return "never"
-        stamp, _, job = str(value).partition(" ")
-        return f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(float(stamp)))} UTC ({job})"
+def moment_text(value) -> str | None:
+    """A moment the agent recorded ("<unix seconds> <job>") as "YYYY-MM-DD HH:MM UTC (job)"; None
+    when there is none."""
+    if not value:
+        return None
+    stamp, _, job = str(value).partition(" ")
+    return f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(float(stamp)))} UTC ({job})"
 
+
+def state_text(state: dict) -> list[str]:
+    """The agent's state for ``library sync status`` (the system page words it in the librarian's language)."""
     return [
         f"hub: {state.get('hub') or 'not set (LIBRARY_HUB_URL)'}",
-        f"last attempt: {when(state.get('sync_last_attempt'))}",
-        f"last success: {when(state.get('sync_last_success'))}",
+        f"last attempt: {moment_text(state.get('sync_last_attempt')) or 'never'}",
+        f"last success: {moment_text(state.get('sync_last_success')) or 'never'}",
         f"last error: {state.get('sync_last_error') or 'none'}",
         f"bytes used today: {state.get('bytes_today', 0)}",
         f"statistics batches waiting: {state.get('pending_batches', 0)}",

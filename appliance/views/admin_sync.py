@@ -1,8 +1,6 @@
 """Librarian page section for the sync agent: what it did last, and a button to sync now."""
 from __future__ import annotations
 
-import time
-
 from flask import flash, redirect, url_for
 from flask_babel import gettext as _
 
@@ -13,25 +11,21 @@ from .admin import bp
 
 def sync_status() -> list[str]:
     """The agent's state in the librarian's language (``library sync status`` prints it in English)."""
-    from content_sync.agent import SyncAgent
+    # The agent's imports only when this page is asked for.
+    from content_sync.agent import SyncAgent, moment_text
+
+    def when(value) -> str:
+        return moment_text(value) or _("never")
 
     state = SyncAgent(library_state().settings).status()
     return [
         _("hub: %(hub)s", hub=state.get("hub") or _("not set (LIBRARY_HUB_URL)")),
-        _("last attempt: %(when)s", when=_when(state.get("sync_last_attempt"))),
-        _("last success: %(when)s", when=_when(state.get("sync_last_success"))),
+        _("last attempt: %(when)s", when=when(state.get("sync_last_attempt"))),
+        _("last success: %(when)s", when=when(state.get("sync_last_success"))),
         _("last error: %(error)s", error=state.get("sync_last_error") or _("none")),
         _("bytes used today: %(n)s", n=state.get("bytes_today", 0)),
         _("statistics batches waiting: %(n)s", n=state.get("pending_batches", 0)),
     ]
-
-
-def _when(value) -> str:
-    """A moment the agent recorded ("<unix seconds> <job>") as UTC time and job, or "never"."""
-    if not value:
-        return _("never")
-    stamp, _sep, job = str(value).partition(" ")
-    return f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(float(stamp)))} UTC ({job})"
 
 
 @bp.app_template_global("sync_status_lines")

@@ -25,6 +25,7 @@ def system():
         index_state=index_state_text(),
         pending_index=indexing.pending_count(db),
         rebuild_running=jobs().rebuild_running(),
+        rebuild_failed=jobs().rebuild_failed(),
         releases=installed_releases(db),
         quarantined=catalog.quarantined(db),
         temperature=cpu_temperature(),
