@@ -46,6 +46,18 @@ class LibraryState:
         self._local = threading.local()
         self._connections: list = []
         self._connections_lock = threading.Lock()
+        self._remembered: dict[str, tuple] = {}
+
+    def remembered(self, name: str, key, seconds: float, compute):
+        """``compute()``, kept in this process for ``seconds`` while ``key`` stays the same (for
+        lists that cost a query of many rows and need not be newer than that)."""
+        now = time.monotonic()
+        found = self._remembered.get(name)
+        if found is not None and found[0] == key and now < found[1]:
+            return found[2]
+        value = compute()
+        self._remembered[name] = (key, now + seconds, value)
+        return value
 
     def note_request(self) -> None:
         self.board.note(self.slot)

@@ -305,3 +305,20 @@ def test_admin_stats_page_and_setting_the_clock(admin_client, settings, library)
 def test_cli_export(runner, settings, library):
     result = runner.invoke(["stats", "export"])
     assert result.exit_code == 0 and "Nothing new" in result.output
+
+
+def test_home_page_lists_the_most_read_and_drops_a_hidden_book_at_once(app, client, library):
+    for _ in range(3):
+        client.get("/books/2")
+    client.get("/books/1")
+    flush(app)
+    home = client.get("/").get_data(as_text=True)
+    ranks = home[home.index("Most read this month"):]
+    assert ranks.index("Số đỏ") < ranks.index("Truyện Kiều")
+    db = dbmod.connect(library.db_path)
+    from appliance import catalog
+
+    catalog.update_book(db, 2, hidden=1)  # the librarian hides it
+    db.close()
+    home = client.get("/").get_data(as_text=True)  # the list is kept two minutes, but not past a change
+    assert "Truyện Kiều" in home[home.index("Most read this month"):] and "Số đỏ" not in home
