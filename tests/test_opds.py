@@ -196,6 +196,25 @@ def test_etag_and_last_modified_give_304(client, generated, make_epub, settings)
     assert b"S\xc3\xa1ch m\xe1\xbb\x9bi nh\xe1\xba\xa5t" in changed.get_data()
 
 
+def test_lists_of_the_catalog_follow_an_import_at_once(client, generated, make_epub, settings):
+    """The languages, subjects and authors counts are kept between requests, but not past a change."""
+    def languages_feed() -> str:
+        return client.get("/opds/languages").get_data(as_text=True)
+
+    assert "Kiswahili" not in languages_feed() and "Kiswahili" not in client.get("/").get_data(as_text=True)
+    root = json.loads(client.get("/opds/v2").get_data())
+    authors_before = {n["title"]: n.get("properties", {}).get("numberOfItems") for n in root["navigation"]}
+    import_files(settings, [make_epub(title="Hadithi za Kale", language="sw", authors=["Mwandishi Mpya"],
+                                      subjects=["Hadithi"])])
+    assert "Kiswahili" in languages_feed()
+    assert "Kiswahili" in client.get("/").get_data(as_text=True)
+    assert "Hadithi" in client.get("/opds/subjects").get_data(as_text=True)
+    assert "Mwandishi Mpya" in client.get("/authors").get_data(as_text=True)
+    root = json.loads(client.get("/opds/v2?again=1").get_data())
+    authors_after = {n["title"]: n.get("properties", {}).get("numberOfItems") for n in root["navigation"]}
+    assert authors_after != authors_before
+
+
 def test_download_through_opds_link(client, generated):
     feed = etree.fromstring(client.get("/opds/new").get_data())
     href = next(link.get("href") for link in feed.iter(f"{ATOM}link") if link.get("type") == "application/epub+zip")

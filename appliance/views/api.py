@@ -6,6 +6,7 @@ from flask import Blueprint, abort, jsonify, url_for
 from .. import catalog
 from ..app import get_db, library_state
 from ..finder import find_books
+from . import catalog_lists
 from .params import int_arg, language_arg, page_size, text_arg
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -72,9 +73,9 @@ def search():
 
 @bp.get("/languages")
 def languages():
-    return jsonify(languages=catalog.languages(get_db()))
+    return jsonify(languages=catalog_lists.languages(get_db()))
 
 
 @bp.get("/subjects")
 def subjects():
-    return jsonify(subjects=catalog.subjects(get_db()))
+    return jsonify(subjects=catalog_lists.subjects(get_db()))

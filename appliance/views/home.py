@@ -5,9 +5,10 @@ from flask import Blueprint, abort, redirect, render_template, url_for
 
 from .. import catalog, stats
 from ..app import get_db, library_state
-from ..db import get_setting, page_state
+from ..db import get_setting
 from ..i18n import COOKIE, LANGUAGES
 from ..qr import qr_svg, wifi_payload
+from . import catalog_lists
 from .params import int_arg, language_arg, page_size
 
 bp = Blueprint("home", __name__)
@@ -18,7 +19,6 @@ HOME_SECONDS = 5.0  # kept this long (appliance.hotpages): the vans banner is at
 # query reads every count of 30 days (26 ms for the 46,000 of a box after its soaks here), which
 # every phone's request waited for each time the home page was made again.
 MOST_READ_SECONDS = 120.0
-CATALOG_LISTS_SECONDS = 3600.0  # the languages and subjects lists change only with the catalog
 
 
 @bp.get("/")
@@ -27,15 +27,14 @@ def index():
 
     db = get_db()
     new_books, total = catalog.list_books(db, order="new", limit=8)
-    counter, keep = page_state(db)[0], library_state().remembered
     return render_template(
         "home.html",
         new_books=new_books,
         total=total,
-        # Counted over every book (5 ms each at 10,000): again only when the catalog changed.
-        languages=keep("languages", counter, CATALOG_LISTS_SECONDS, lambda: catalog.languages(db)),
-        subjects=keep("subjects", counter, CATALOG_LISTS_SECONDS, lambda: catalog.subjects(db)[:30]),
-        most_read=keep("most read", counter, MOST_READ_SECONDS, lambda: stats.most_read(db, days=30, limit=5)),
+        languages=catalog_lists.languages(db),
+        subjects=catalog_lists.subjects(db)[:30],
+        most_read=library_state().remembered("most read", catalog_lists.catalog_counter(db), MOST_READ_SECONDS,
+                                             lambda: stats.most_read(db, days=30, limit=5)),
         welcome=get_setting(db, "welcome_text"),
         resume=continue_reading(),
     )
@@ -92,7 +91,7 @@ def subject(subject_id: int):
 
 @bp.get("/authors")
 def authors():
-    return render_template("authors.html", authors=catalog.authors(get_db(), limit=2000))
+    return render_template("authors.html", authors=catalog_lists.first_authors(get_db()))
 
 
 @bp.get("/authors/<int:author_id>")

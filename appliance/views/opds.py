@@ -15,6 +15,7 @@ from ..app import get_db, library_state
 from ..finder import find_books
 from ..i18n import select_locale
 from ..langnames import language_name
+from . import catalog_lists
 from .params import int_arg, language_arg, page_size, text_arg
 
 bp = Blueprint("opds", __name__, url_prefix="/opds")
@@ -194,13 +195,13 @@ def _all_listing(v2: bool) -> Listing:
     kind = opds.OPDS2 if v2 else opds.ACQUISITION
     facets = [opds.Link(opds.FACET, url_for(endpoint, subject=subject_id), kind, title=_("All languages"),
                         facet_group=_("Language"), active=language is None, count=None)]
-    for row in catalog.languages(get_db()):
+    for row in catalog_lists.languages(get_db()):
         facets.append(opds.Link(opds.FACET, url_for(endpoint, lang=row["language"], subject=subject_id), kind,
                                 title=language_name(row["language"]), facet_group=_("Language"),
                                 active=row["language"] == language, count=row["books"]))
     facets.append(opds.Link(opds.FACET, url_for(endpoint, lang=language), kind, title=_("All subjects"),
                             facet_group=_("Subject"), active=subject_id is None))
-    for row in catalog.subjects(get_db())[:MAX_SUBJECT_FACETS]:
+    for row in catalog_lists.subjects(get_db())[:MAX_SUBJECT_FACETS]:
         facets.append(opds.Link(opds.FACET, url_for(endpoint, lang=language, subject=row["id"]), kind,
                                 title=row["name"], facet_group=_("Subject"), active=row["id"] == subject_id,
                                 count=row["books"]))
@@ -246,11 +247,11 @@ def _root_entries(v2: bool) -> list[opds.NavEntry]:
     return [
         opds.NavEntry("new", _("New arrivals"), url_for("opds.new" + suffix), acq, _("The latest books on this box")),
         opds.NavEntry("languages", _("By language"), url_for("opds.languages" + suffix), nav,
-                      count=len(catalog.languages(db))),
+                      count=len(catalog_lists.languages(db))),
         opds.NavEntry("subjects", _("By subject"), url_for("opds.subjects" + suffix), nav,
-                      count=len(catalog.subjects(db))),
+                      count=len(catalog_lists.subjects(db))),
         opds.NavEntry("authors", _("By author"), url_for("opds.authors" + suffix), nav,
-                      count=catalog.count_authors(db)),
+                      count=catalog_lists.count_authors(db)),
         opds.NavEntry("all", _("All books"), url_for("opds.all_v2" if v2 else "opds.all_books"), acq,
                       count=catalog.count_books(db)),
     ]
@@ -261,19 +262,19 @@ def _language_entries(v2: bool) -> list[opds.NavEntry]:
     kind = opds.OPDS2 if v2 else opds.ACQUISITION
     return [opds.NavEntry(f"language:{r['language']}", language_name(r["language"]),
                           url_for(endpoint, lang=r["language"]), kind, count=r["books"])
-            for r in catalog.languages(get_db())]
+            for r in catalog_lists.languages(get_db())]
 
 
 def _subject_entries(v2: bool) -> list[opds.NavEntry]:
     endpoint = "opds.all_v2" if v2 else "opds.all_books"
     kind = opds.OPDS2 if v2 else opds.ACQUISITION
     return [opds.NavEntry(f"subject:{r['id']}", r["name"], url_for(endpoint, subject=r["id"]), kind, count=r["books"])
-            for r in catalog.subjects(get_db())]
+            for r in catalog_lists.subjects(get_db())]
 
 
 def _author_entries(v2: bool) -> tuple[list[opds.NavEntry], Listing]:
     page = int_arg("page", 1)
-    total = catalog.count_authors(get_db())
+    total = catalog_lists.count_authors(get_db())
     rows = catalog.authors(get_db(), offset=(page - 1) * AUTHORS_PER_PAGE, limit=AUTHORS_PER_PAGE)
     endpoint = "opds.author_v2" if v2 else "opds.author"
     kind = opds.OPDS2 if v2 else opds.ACQUISITION
