@@ -186,3 +186,12 @@ def test_the_catalog_of_texts_holds_every_text_the_code_asks_for(tmp_path, monke
             return {m.id for m in read_po(f) if m.id}
 
     assert ids(fresh) - ids(TRANSLATIONS / "messages.pot") == set()
+
+
+def test_a_label_and_its_colon_follow_the_language(admin_client):
+    """French puts a (non-breaking) space before a colon; the label and colon are one text."""
+    admin_client.set_cookie("lang", "fr")
+    system = text(admin_client.get("/admin/system"))
+    assert "État\u00a0: <strong>" in system and "Horloge\u00a0: <a" in system
+    admin_client.set_cookie("lang", "vi")
+    assert "Trạng thái: <strong>" in text(admin_client.get("/admin/system"))
