@@ -296,7 +296,11 @@ def test_admin_stats_page_and_setting_the_clock(admin_client, settings, library)
     assert "<svg" in html and "not set since the box started" in html
     answer = post_form(admin_client, "/admin/clock", {"phone_time": str(time.time())}, page="/admin/stats")
     assert answer.status_code == 303
-    assert "The clock was set" in admin_client.get("/admin/stats").get_data(as_text=True)
+    assert "The clock was set (from a librarian’s device)" in admin_client.get("/admin/stats").get_data(as_text=True)
+    admin_client.set_cookie("lang", "vi")
+    said = admin_client.get("/admin/stats").get_data(as_text=True)
+    assert "Đồng hồ đã được đặt (từ thiết bị của thủ thư)." in said and "librarian phone" not in said
+    admin_client.set_cookie("lang", "en")
     bad = post_form(admin_client, "/admin/clock", {"phone_time": "12"}, page="/admin/stats")
     assert bad.status_code == 303
     assert "was not set" in admin_client.get("/admin/stats").get_data(as_text=True)

@@ -32,8 +32,14 @@ def usage():
         hours_chart=bar_chart([(str(h), n) for h, n in enumerate(hours)], title=_("Activity by hour of day"),
                               label_every=3),
         per_day=per_day, top_books=stats.most_read(db, 30, 10), languages=stats.top_languages(db, 30),
-        unfound=stats.unfound_searches(db, 30), clock=DEFAULT_CLOCK.status(db),
+        unfound=stats.unfound_searches(db, 30), clock=DEFAULT_CLOCK.status(db), clock_source=clock_source_text,
     )
+
+
+def clock_source_text(source: str | None) -> str:
+    """Who set the clock (as the catalog keeps it, in English), in the librarian's language."""
+    known = {"librarian phone": _("from a librarian’s device"), "hub": _("from the central hub")}
+    return known.get(source or "", source or "")
 
 
 @bp.post("/clock")
