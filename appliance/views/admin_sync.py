@@ -6,6 +6,7 @@ from flask_babel import gettext as _
 
 from ..app import library_state
 from ..background import jobs
+from ..i18n import format_count
 from .admin import bp
 
 
@@ -23,7 +24,7 @@ def sync_status() -> list[str]:
         _("last attempt: %(when)s", when=when(state.get("sync_last_attempt"))),
         _("last success: %(when)s", when=when(state.get("sync_last_success"))),
         _("last error: %(error)s", error=state.get("sync_last_error") or _("none")),
-        _("bytes used today: %(n)s", n=state.get("bytes_today", 0)),
+        _("bytes used today: %(n)s", n=format_count(int(state.get("bytes_today") or 0))),
         _("statistics batches waiting: %(n)s", n=state.get("pending_batches", 0)),
     ]
 
