@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .. import catalog
 from ..app import library_state
-from ..db import page_state
+from ..db import current_seq
 
 LISTS_SECONDS = 3600.0  # a bound besides the catalog's counter, which is what changes them
 AUTHORS_SHOWN = 2000
@@ -30,10 +30,6 @@ def first_authors(db) -> list[dict]:
     return _kept("authors", db, lambda d: catalog.authors(d, limit=AUTHORS_SHOWN))
 
 
-def catalog_counter(db) -> int:
-    """The catalog's change counter: what the kept lists go with."""
-    return page_state(db)[0]
-
-
 def _kept(name: str, db, count):
-    return library_state().remembered(name, catalog_counter(db), LISTS_SECONDS, lambda: count(db))
+    """``count(db)``, kept while the catalog's change counter stays the same."""
+    return library_state().remembered(name, current_seq(db), LISTS_SECONDS, lambda: count(db))

@@ -5,7 +5,7 @@ from flask import Blueprint, abort, redirect, render_template, url_for
 
 from .. import catalog, stats
 from ..app import get_db, library_state
-from ..db import get_setting
+from ..db import current_seq, get_setting
 from ..i18n import COOKIE, LANGUAGES
 from ..qr import qr_svg, wifi_payload
 from . import catalog_lists
@@ -33,7 +33,7 @@ def index():
         total=total,
         languages=catalog_lists.languages(db),
         subjects=catalog_lists.subjects(db)[:30],
-        most_read=library_state().remembered("most read", catalog_lists.catalog_counter(db), MOST_READ_SECONDS,
+        most_read=library_state().remembered("most read", current_seq(db), MOST_READ_SECONDS,
                                              lambda: stats.most_read(db, days=30, limit=5)),
         welcome=get_setting(db, "welcome_text"),
         resume=continue_reading(),
