@@ -45,11 +45,9 @@ logger = logging.getLogger(__name__)
 FORMAT = 1
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 MAX_ROWS = 20_000  # per batch; more waits for the next one
+MAX_COUNT = 2**40  # far beyond what a box counts in a batch, well within SQLite's integers
 EXPORT_LOCK = "export.lock"  # in the outbox
 EXPORT_WAIT_SECONDS = 60.0  # an export takes well under a second
-
-
-MAX_COUNT = 2**40  # far beyond what a box counts in a batch, well within SQLite's integers
 
 
 class BatchInvalid(Exception):
