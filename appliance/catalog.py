@@ -15,7 +15,9 @@ from typing import Any
 
 import sqlite_utils
 
+from . import messages
 from .db import next_seq
+from .messages import Message
 from .textfold import fold
 
 logger = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ class NewBook:
     cover_sha256: str | None = None
     cover_type: str | None = None
     thumb_sha256: str | None = None
-    warnings: Sequence[str] = ()
+    warnings: Sequence[Message | str] = ()
     source: str = "import"
     chapters: Sequence[tuple[str, str, int, str]] = ()  # (href, title, html_bytes, text)
 
@@ -66,7 +68,7 @@ def add_book(db: sqlite_utils.Database, book: NewBook) -> int:
             [
                 book.sha256, book.size, book.file_name, book.title, fold(book.title), book.language,
                 book.declared_language, book.description, book.publisher, book.published, book.identifier,
-                book.cover_sha256, book.cover_type, book.thumb_sha256, json.dumps(list(book.warnings), ensure_ascii=False),
+                book.cover_sha256, book.cover_type, book.thumb_sha256, _messages_json(book.warnings),
                 book.source, seq, seq,
             ],
         )
@@ -181,8 +183,12 @@ def get_book(db: sqlite_utils.Database, book_id: int, *, include_hidden: bool = 
     book["author_ids"] = [author_id for _, author_id, _ in authors]
     book["subjects"] = sorted(json.loads(book.pop("_subjects")))
     book["chapters"] = [dict(zip(_CHAPTER_KEYS, c, strict=True)) for c in sorted(json.loads(book.pop("_chapters")))]
-    book["warnings"] = json.loads(book["warnings"] or "[]")
+    book["warnings"] = [messages.load(w) for w in json.loads(book["warnings"] or "[]")]
     return book
+
+
+def _messages_json(said: Sequence[Message | str]) -> str:
+    return json.dumps([m.as_json() if isinstance(m, Message) else m for m in said], ensure_ascii=False)
 
 
 def chapter_text(db: sqlite_utils.Database, book_id: int, position: int) -> str | None:
@@ -334,17 +340,24 @@ def fallback_search(db: sqlite_utils.Database, q: str, *, language: str | None =
     return ids, total
 
 
-def add_quarantine(db: sqlite_utils.Database, sha256: str, file_name: str, reason: str) -> None:
+def add_quarantine(db: sqlite_utils.Database, sha256: str, file_name: str, reason: Message) -> None:
     with db.atomic():
         db.execute(
-            "INSERT INTO quarantine (sha256, file_name, reason, seq) VALUES (?,?,?,?) "
-            "ON CONFLICT(sha256) DO UPDATE SET file_name = excluded.file_name, reason = excluded.reason",
-            [sha256, file_name, reason, next_seq(db)],
+            "INSERT INTO quarantine (sha256, file_name, reason, reason_message, seq) VALUES (?,?,?,?,?) "
+            "ON CONFLICT(sha256) DO UPDATE SET file_name = excluded.file_name, reason = excluded.reason, "
+            "reason_message = excluded.reason_message",
+            [sha256, file_name, str(reason), json.dumps(reason.as_json(), ensure_ascii=False), next_seq(db)],
         )
 
 
 def quarantined(db: sqlite_utils.Database) -> list[dict]:
-    return list(db.query("SELECT * FROM quarantine ORDER BY seq DESC"))
+    """The quarantined files, latest first; ``reason`` a Message."""
+    out = []
+    for row in db.query("SELECT * FROM quarantine ORDER BY seq DESC"):
+        kept = row.pop("reason_message")
+        row["reason"] = messages.load(json.loads(kept)) if kept else Message(row["reason"])
+        out.append(row)
+    return out
 
 
 def referenced_blobs(db: sqlite_utils.Database) -> set[str]:

@@ -285,3 +285,10 @@ def m040_stats(db: sqlite_utils.Database) -> None:
         CREATE INDEX stats_counts_book ON stats_counts(book_id)
         """
     )
+
+
+@migrations()
+def m050_quarantine_message(db: sqlite_utils.Database) -> None:
+    """Why a file was quarantined, as a message with its values (appliance/messages.py), so that a
+    librarian's page says it in the page's language; ``reason`` keeps it in English."""
+    _run_script(db, "ALTER TABLE quarantine ADD COLUMN reason_message TEXT")

@@ -34,6 +34,7 @@ from PIL import Image
 
 from .htmltext import collapse, document_text, html_to_text, nav_links
 from .language import detect_language, language_of_text, primary_language
+from .messages import N_, Message, say, say_plural
 
 __all__ = [
     "BookRecord", "ChapterRecord", "EpubUnreadable", "detect_language", "make_thumbnail",
@@ -61,8 +62,16 @@ _XML_PARSER = etree.XMLParser(recover=True, resolve_entities=False, no_network=T
                               remove_pis=True, huge_tree=False)
 
 
-class EpubUnreadable(Exception):
-    """The file cannot be imported; ``str(e)`` says why in one line."""
+class _Said(Exception):
+    """An exception whose ``message`` is a ``Message`` (``str(e)`` is it in English)."""
+
+    def __init__(self, text: str | Message, **params) -> None:
+        self.message = text if isinstance(text, Message) else say(text, **params)
+        super().__init__(str(self.message))
+
+
+class EpubUnreadable(_Said):
+    """The file cannot be imported; ``e.message`` says why in one line."""
 
 
 @dataclass(frozen=True)
@@ -91,12 +100,12 @@ class BookRecord:
     cover_media_type: str | None
     thumbnail: bytes | None
     chapters: tuple[ChapterRecord, ...]
-    warnings: tuple[str, ...]
+    warnings: tuple[Message, ...]
     cover_href: str | None = None  # where the cover sits inside the zip
     opf_href: str = ""  # where the package document sits inside the zip
 
 
-class _MemberUnreadable(Exception):
+class _MemberUnreadable(_Said):
     """One zip member cannot be read (damaged, encrypted, unsupported compression)."""
 
 
@@ -149,27 +158,25 @@ class _Archive:
             declared += info.file_size
             if info.file_size > RATIO_CHECKED_ABOVE and info.file_size > MAX_RATIO * max(info.compress_size, 1):
                 ratio = info.file_size // max(info.compress_size, 1)
-                raise EpubUnreadable(
-                    f"zip entry {name} would expand {ratio} times (to {_size_mb(info.file_size)}): "
-                    "the file looks like a zip bomb"
-                )
+                raise EpubUnreadable(N_("zip entry %(name)s would expand %(ratio)d times (to %(size)s): "
+                                        "the file looks like a zip bomb"),
+                                     name=name, ratio=ratio, size=_size_mb(info.file_size))
             seen[name].append(info)
         if declared > MAX_ARCHIVE_BYTES:
-            raise EpubUnreadable(
-                f"the archive would expand to {_size_mb(declared)}, more than the "
-                f"{_size_mb(MAX_ARCHIVE_BYTES)} one book may take"
-            )
+            raise EpubUnreadable(N_("the archive would expand to %(size)s, more than the %(limit)s one book may take"),
+                                 size=_size_mb(declared), limit=_size_mb(MAX_ARCHIVE_BYTES))
         self.declared_bytes = declared
         for name, infos in seen.items():
             if len(infos) > 1:
                 if len({(i.CRC, i.file_size) for i in infos}) > 1:
-                    raise EpubUnreadable(f"zip entry names are duplicated with different contents: {name}")
-                warn(f"zip entry {name} is stored {len(infos)} times")
+                    raise EpubUnreadable(N_("zip entry names are duplicated with different contents: %(name)s"), name=name)
+                warn(say_plural("zip entry %(name)s is stored %(num)d times", "zip entry %(name)s is stored %(num)d times",
+                                len(infos), name=name))
             self.by_name[name] = infos[0]
             self.by_folded[name.casefold()].append(name)
         for names in self.by_folded.values():
             if len(names) > 1:
-                warn("zip entry names differ only in letter case: " + ", ".join(sorted(names)))
+                warn(N_("zip entry names differ only in letter case: %(names)s"), names=", ".join(sorted(names)))
 
     def names(self) -> list[str]:
         return list(self.by_name)
@@ -201,21 +208,20 @@ class _Archive:
         limit = MAX_MEMBER_BYTES if limit is None else min(limit, MAX_MEMBER_BYTES)
         info = self.by_name[name]
         if info.file_size > limit:
-            raise _MemberTooLarge(f"{name} is too large ({_size_mb(info.file_size)}; the limit is {_size_mb(limit)})")
+            raise _MemberTooLarge(N_("%(name)s is too large (%(size)s; the limit is %(limit)s)"),
+                                  name=name, size=_size_mb(info.file_size), limit=_size_mb(limit))
         if self.read_total + info.file_size > MAX_BOOK_READ_BYTES:
-            raise EpubUnreadable(
-                f"the book holds more than {_size_mb(MAX_BOOK_READ_BYTES)} of text and images to read; "
-                "it is too large to import"
-            )
+            raise EpubUnreadable(N_("the book holds more than %(limit)s of text and images to read; "
+                                    "it is too large to import"), limit=_size_mb(MAX_BOOK_READ_BYTES))
         try:
             with self.zf.open(info) as member:
                 data = member.read(limit + 1)
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
-            raise _MemberUnreadable(f"{name} is damaged in the zip ({e})") from e
+            raise _MemberUnreadable(N_("%(name)s is damaged in the zip (%(detail)s)"), name=name, detail=str(e)) from e
         except RuntimeError as e:  # encrypted member
-            raise _MemberUnreadable(f"{name} is encrypted in the zip") from e
+            raise _MemberUnreadable(N_("%(name)s is encrypted in the zip"), name=name) from e
         except NotImplementedError as e:
-            raise _MemberUnreadable(f"{name} uses a compression method this reader does not know") from e
+            raise _MemberUnreadable(N_("%(name)s uses a compression method this reader does not know"), name=name) from e
         self.read_total += len(data)
         return data
 
@@ -288,7 +294,7 @@ def _package_from_opf(opf_path: str, data: bytes) -> _Package:
     """This module's own reading of a package document; tolerant of namespaces and broken XML."""
     root = _parse_xml(data)
     if root is None:
-        raise EpubUnreadable(f"the package document {opf_path} is not readable XML")
+        raise EpubUnreadable(N_("the package document %(name)s is not readable XML"), name=opf_path)
     metadata: list[tuple[str, str, dict[str, str]]] = []
     block = _first(root, "metadata")
     if block is not None:
@@ -322,15 +328,18 @@ def _package_from_opf(opf_path: str, data: bytes) -> _Package:
 
 
 class _Warnings(list):
-    def __call__(self, message: str) -> None:
-        message = " ".join(message.split())
+    """The warnings of one reading, each once: ``warn(N_("text %(name)s"), name=...)`` or ``warn(message)``."""
+
+    def __call__(self, text: str | Message, **params) -> None:
+        message = text if isinstance(text, Message) else say(text, **params)
         if message not in self:
             self.append(message)
 
-    def final(self) -> tuple[str, ...]:
+    def final(self) -> tuple[Message, ...]:
         if len(self) <= MAX_WARNINGS:
             return tuple(self)
-        return (*self[: MAX_WARNINGS - 1], f"... and {len(self) - MAX_WARNINGS + 1} more warnings")
+        return (*self[: MAX_WARNINGS - 1], say_plural("... and %(num)d more warning", "... and %(num)d more warnings",
+                                                     len(self) - MAX_WARNINGS + 1))
 
 
 def _find_opf(archive: _Archive, warn) -> str:
@@ -340,7 +349,7 @@ def _find_opf(archive: _Archive, warn) -> str:
         try:
             root = _parse_xml(archive.read(container))
         except _MemberUnreadable as e:
-            warn(str(e))
+            warn(e.message)
         rootfiles = [] if root is None else [
             e for e in root.iter() if isinstance(e.tag, str) and _local(e.tag) == "rootfile"
         ]
@@ -349,28 +358,30 @@ def _find_opf(archive: _Archive, warn) -> str:
             found = archive.resolve(rootfile.get("full-path", ""))
             if found:
                 return found
-        reason = "names no package document that is in the archive" if root is not None else "is not readable XML"
-        warn(f"META-INF/container.xml {reason}")
+        if root is not None:
+            warn(N_("META-INF/container.xml names no package document that is in the archive"))
+        else:
+            warn(N_("META-INF/container.xml is not readable XML"))
     candidates = sorted((n for n in archive.names() if n.lower().endswith(".opf")), key=lambda n: (n.count("/"), n))
     if not candidates:
-        raise EpubUnreadable("no OPF package document found (this zip is not an EPUB)")
+        raise EpubUnreadable(N_("no OPF package document found (this zip is not an EPUB)"))
     if container is None:
-        warn(f"META-INF/container.xml is missing; using the package document {candidates[0]}")
+        warn(N_("META-INF/container.xml is missing; using the package document %(name)s"), name=candidates[0])
     return candidates[0]
 
 
 def _check_mimetype(archive: _Archive, warn) -> None:
     name = archive.find("mimetype")
     if name is None:
-        warn("the mimetype file is missing")
+        warn(N_("the mimetype file is missing"))
         return
     try:
         value = archive.read(name, limit=1024).decode("ascii", "replace").strip()
     except _MemberUnreadable as e:
-        warn(str(e))
+        warn(e.message)
         return
     if value != "application/epub+zip":
-        warn(f"the mimetype file says {value[:60]!r} instead of application/epub+zip")
+        warn(N_("the mimetype file says %(value)r instead of application/epub+zip"), value=value[:60])
 
 
 def _encrypted_members(archive: _Archive, warn) -> set[str]:
@@ -381,7 +392,7 @@ def _encrypted_members(archive: _Archive, warn) -> set[str]:
     try:
         root = _parse_xml(archive.read(name))
     except _MemberUnreadable as e:
-        warn(str(e))
+        warn(e.message)
         return set()
     encrypted = set()
     for data in [] if root is None else root.iter():
@@ -475,7 +486,7 @@ def _toc_titles(archive: _Archive, package: _Package, warn) -> dict[str, str]:
             try:
                 links = nav_links(archive.read(item.path))
             except _MemberUnreadable as e:
-                warn(str(e))
+                warn(e.message)
                 continue
             for href, label in links:
                 target = archive.resolve(href, posixpath.dirname(item.path))
@@ -487,7 +498,7 @@ def _toc_titles(archive: _Archive, package: _Package, warn) -> dict[str, str]:
         try:
             root = _parse_xml(archive.read(ncx.path))
         except _MemberUnreadable as e:
-            warn(str(e))
+            warn(e.message)
             root = None
         for point in [] if root is None else root.iter():
             if not isinstance(point.tag, str) or _local(point.tag) != "navPoint":
@@ -509,7 +520,7 @@ def _spine_documents(package: _Package, warn) -> tuple[list[_Item], int]:
     for idref in package.spine:
         item = package.items.get(idref)
         if item is None:
-            warn(f"the spine names item {idref!r}, which the manifest does not list")
+            warn(N_("the spine names item %(id)r, which the manifest does not list"), id=idref)
             continue
         if item.path is None or item.path in seen:
             continue
@@ -521,10 +532,11 @@ def _spine_documents(package: _Package, warn) -> tuple[list[_Item], int]:
     if not documents and not pages:
         fallback = [i for i in package.items.values() if _is_document(i) and i.path and "nav" not in i.properties]
         if fallback:
-            warn("the spine lists no readable document; chapters follow the manifest order")
+            warn(N_("the spine lists no readable document; chapters follow the manifest order"))
             documents = fallback
     elif not documents:
-        warn(f"the spine holds only images or drawings ({pages}); there is no text to read")
+        warn(say_plural("the spine holds only %(num)d image or drawing; there is no text to read",
+                        "the spine holds only %(num)d images or drawings; there is no text to read", pages))
     return documents, pages
 
 
@@ -532,7 +544,7 @@ def _spine_documents(package: _Package, warn) -> tuple[list[_Item], int]:
 class _Reading:
     chapters: list[ChapterRecord]
     pages: int  # image or drawing pages in the spine
-    failures: list[str]  # why documents could not be read
+    failures: list[Message]  # why documents could not be read
 
 
 def _read_chapters(archive: _Archive, package: _Package, encrypted: set[str], warn) -> _Reading:
@@ -541,9 +553,10 @@ def _read_chapters(archive: _Archive, package: _Package, encrypted: set[str], wa
     reading = _Reading([], pages, [])
     locked = [item for item in documents if item.path in encrypted]
     if documents and len(locked) == len(documents):
-        raise EpubUnreadable("the book is locked with DRM: its text is encrypted")
+        raise EpubUnreadable(N_("the book is locked with DRM: its text is encrypted"))
     if locked:
-        warn(f"{len(locked)} documents are encrypted (DRM) and were left out")
+        warn(say_plural("%(num)d document is encrypted (DRM) and was left out",
+                        "%(num)d documents are encrypted (DRM) and were left out", len(locked)))
     for item in documents:
         assert item.path is not None
         if item.path in encrypted:
@@ -551,14 +564,14 @@ def _read_chapters(archive: _Archive, package: _Package, encrypted: set[str], wa
         try:
             data = archive.read(item.path)
         except _MemberTooLarge as e:
-            raise EpubUnreadable(str(e)) from e
+            raise EpubUnreadable(e.message) from e
         except _MemberUnreadable as e:
-            warn(str(e))
-            reading.failures.append(str(e))
+            warn(e.message)
+            reading.failures.append(e.message)
             continue
         extracted = document_text(data)
         if not extracted.clean_encoding:
-            warn(f"{item.path} has bytes that are not valid text in its encoding")
+            warn(N_("%(name)s has bytes that are not valid text in its encoding"), name=item.path)
         reading.chapters.append(ChapterRecord(
             position=len(reading.chapters),
             href=item.path,
@@ -605,12 +618,12 @@ def _read_cover(archive: _Archive, package: _Package, meta: _Metadata, warn) -> 
         try:
             data = archive.read(path, limit=16 * MB)
         except _MemberUnreadable as e:
-            warn(f"cover image skipped: {e}")
+            warn(N_("cover image skipped: %(detail)s"), detail=e.message)
             continue
         media_type = _image_type(data)
         if media_type:
             return data, media_type, path
-        warn(f"the cover {path} is not an image this library can show")
+        warn(N_("the cover %(name)s is not an image this library can show"), name=path)
     return None, None, None
 
 
@@ -657,13 +670,17 @@ def _choose_language(declared: str, sample: str, warn) -> str:
     if not stated:
         detected = detect_language(sample) if sample else None
         if detected:
-            what = "missing" if not declared else f"{declared!r}, which is not a language tag"
-            warn(f"dc:language is {what}; the text reads as {detected}")
+            if declared:
+                warn(N_("dc:language is %(value)r, which is not a language tag; the text reads as %(detected)s"),
+                     value=declared, detected=detected)
+            else:
+                warn(N_("dc:language is missing; the text reads as %(detected)s"), detected=detected)
             return detected
         return "und"
     detected = language_of_text(stated, sample) if sample else None
     if detected:
-        warn(f"dc:language says {declared} but the text reads as {detected}; using {detected}")
+        warn(N_("dc:language says %(value)s but the text reads as %(detected)s; using %(detected)s"),
+             value=declared, detected=detected)
         return detected
     return stated
 
@@ -680,13 +697,13 @@ def _sha256_of(path: Path) -> tuple[str, int]:
 
 def _open_zip(path: Path, size: int) -> zipfile.ZipFile:
     if size == 0:
-        raise EpubUnreadable("the file is empty")
+        raise EpubUnreadable(N_("the file is empty"))
     try:
         return zipfile.ZipFile(path)
     except zipfile.BadZipFile as e:
-        raise EpubUnreadable("not a zip archive (or the file is cut short)") from e
+        raise EpubUnreadable(N_("not a zip archive (or the file is cut short)")) from e
     except (zipfile.LargeZipFile, NotImplementedError, ValueError, EOFError) as e:
-        raise EpubUnreadable(f"the zip archive cannot be read: {e}") from e
+        raise EpubUnreadable(N_("the zip archive cannot be read: %(detail)s"), detail=str(e)) from e
 
 
 def _read_package(archive: _Archive, warn) -> _Package:
@@ -694,7 +711,7 @@ def _read_package(archive: _Archive, warn) -> _Package:
     try:
         data = archive.read(opf)
     except _MemberUnreadable as e:
-        raise EpubUnreadable(f"the package document cannot be read: {e}") from e
+        raise EpubUnreadable(N_("the package document cannot be read: %(detail)s"), detail=e.message) from e
     return _package_from_opf(opf, data)
 
 
@@ -704,7 +721,7 @@ def read_epub(path: Path) -> BookRecord:
     try:
         sha256, size = _sha256_of(path)
     except OSError as e:
-        raise EpubUnreadable(f"cannot read the file: {e.strerror or e}") from e
+        raise EpubUnreadable(N_("cannot read the file: %(detail)s"), detail=str(e.strerror or e)) from e
     warn = _Warnings()
     with _open_zip(path, size) as zf:
         archive = _Archive(zf, warn)
@@ -713,31 +730,33 @@ def read_epub(path: Path) -> BookRecord:
         missing = 0
         for item in package.items.values():
             if not item.href.strip():
-                warn(f"manifest item {item.id} has no href")
+                warn(N_("manifest item %(id)s has no href"), id=item.id)
             elif not _REMOTE.match(item.href.strip()):
                 item.path = archive.resolve(item.href, package.folder)
                 if item.path is None:
                     missing += 1
-                    warn(f"manifest item {item.href} is missing from the archive")
+                    warn(N_("manifest item %(name)s is missing from the archive"), name=item.href)
         if not package.items:
-            warn("the package document lists no files")
+            warn(N_("the package document lists no files"))
         meta = _interpret_metadata(package)
         encrypted = _encrypted_members(archive, warn)
         reading = _read_chapters(archive, package, encrypted, warn)
         chapters = reading.chapters
         if not chapters and not reading.pages:
             if reading.failures:
-                raise EpubUnreadable(f"no document of the book can be read: {reading.failures[0]}")
+                raise EpubUnreadable(N_("no document of the book can be read: %(detail)s"), detail=reading.failures[0])
             if missing:
-                raise EpubUnreadable(f"none of the book's documents is in the archive ({missing} files are missing)")
-            raise EpubUnreadable("the book has no readable content")
+                raise EpubUnreadable(say_plural("none of the book's documents is in the archive (%(num)d file is missing)",
+                                                "none of the book's documents is in the archive (%(num)d files are missing)",
+                                                missing))
+            raise EpubUnreadable(N_("the book has no readable content"))
         cover, cover_type, cover_href = _read_cover(archive, package, meta, warn)
     thumbnail = make_thumbnail(cover) if cover else None
     if cover and thumbnail is None:
-        warn(f"no thumbnail could be made from the cover {cover_href}")
+        warn(N_("no thumbnail could be made from the cover %(name)s"), name=cover_href)
     language = _choose_language(meta.language, _language_sample(chapters), warn)
     if not meta.title:
-        warn("the book has no title; using the file name")
+        warn(N_("the book has no title; using the file name"))
     return BookRecord(
         sha256=sha256,
         size=size,
@@ -770,13 +789,13 @@ def read_member(path: Path, href: str) -> bytes:
     try:
         size = Path(path).stat().st_size
     except OSError as e:
-        raise EpubUnreadable(f"cannot read the file: {e.strerror or e}") from e
+        raise EpubUnreadable(N_("cannot read the file: %(detail)s"), detail=str(e.strerror or e)) from e
     with _open_zip(Path(path), size) as zf:
-        archive = _Archive(zf, lambda message: None)
+        archive = _Archive(zf, lambda *message, **params: None)
         name = archive.resolve(href)
         if name is None:
             raise KeyError(href)
         try:
             return archive.read(name)
         except _MemberUnreadable as e:
-            raise EpubUnreadable(str(e)) from e
+            raise EpubUnreadable(e.message) from e

@@ -45,6 +45,8 @@ def init_i18n(app: Flask, settings: Settings) -> None:
     )
 
     app.jinja_env.filters["number"] = format_count
+    # A kept message (appliance/messages.py) in the page's language.
+    app.jinja_env.filters["said"] = pass_context(lambda ctx, m: m.translated(_page_translations(ctx)))
 
     @app.context_processor
     def language_context():

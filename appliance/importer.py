@@ -22,6 +22,7 @@ from .blobs import BlobStore, sha256_file
 from .epub import BookRecord, EpubUnreadable, read_epub
 from .fsutil import free_bytes
 from .indexing import catch_up, rebuild
+from .messages import N_, Message, say
 from .search import IndexBusy, SearchIndex
 from .settings import Settings
 from .workers import process_pool
@@ -37,8 +38,8 @@ PARALLEL_FILES = 20  # files from which an importer with several workers reads t
 class ImportReport:
     imported: list[tuple[str, int]] = field(default_factory=list)  # (file, book id)
     duplicates: list[tuple[str, int]] = field(default_factory=list)
-    quarantined: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
-    warnings: list[tuple[str, str]] = field(default_factory=list)  # (file, warning)
+    quarantined: list[tuple[str, Message]] = field(default_factory=list)  # (file, reason)
+    warnings: list[tuple[str, Message]] = field(default_factory=list)  # (file, warning)
     index_busy: bool = False  # another writer held the search index: the books wait in its queue
 
     @property
@@ -123,7 +124,7 @@ class Importer:
             sha = sha256_file(path)
             size = path.stat().st_size
         except OSError as e:
-            report.quarantined.append((str(path), f"cannot read the file: {e.strerror or e}"))
+            report.quarantined.append((str(path), say(N_("cannot read the file: %(detail)s"), detail=str(e.strerror or e))))
             return None
         existing = catalog.book_id_by_sha(self.db, sha)
         if existing is not None:
@@ -131,7 +132,7 @@ class Importer:
             return None
         return sha, size
 
-    def _store(self, path: Path, sha: str, size: int, read: BookRecord | str, report: ImportReport) -> None:
+    def _store(self, path: Path, sha: str, size: int, read: BookRecord | Message, report: ImportReport) -> None:
         """Put what was read from ``path`` (its record, or why it is unreadable) in the catalog, or in
         quarantine."""
         existing = catalog.book_id_by_sha(self.db, sha)
@@ -144,15 +145,14 @@ class Importer:
             raise DiskFull(
                 f"not enough free disk to import {path.name}: {self.settings.disk_reserve_mb} MB must stay free"
             )
-        if isinstance(read, str):
+        if isinstance(read, Message):
             self._quarantine(path, sha, read, report)
             return
         book_id = store_record(self.db, self.blobs, path, read)
         report.imported.append((str(path), book_id))
         report.warnings.extend((str(path), w) for w in read.warnings)
 
-    def _quarantine(self, path: Path, sha: str, reason: str, report: ImportReport) -> None:
-        reason = " ".join(reason.split())[:300] or "unreadable"
+    def _quarantine(self, path: Path, sha: str, reason: Message, report: ImportReport) -> None:
         folder = self.settings.quarantine_dir
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{sha[:12]}-{_safe_name(path.name)}"
@@ -250,7 +250,7 @@ class Importer:
             read = _read(path)
         except Exception as e:  # the record could not come back from the worker
             logger.exception("reading %s in a worker failed", path)
-            read = f"unexpected error while reading: {type(e).__name__}: {e}"
+            read = _unexpected(e)
         self._store(path, sha, size, read, report)
         done(path, before)
 
@@ -273,15 +273,19 @@ class Importer:
         return files >= max(BULK_IMPORT_FILES, catalog.count_books(self.db))
 
 
-def _read(path: Path) -> BookRecord | str:
+def _read(path: Path) -> BookRecord | Message:
     """The record of the EPUB at ``path``, or why it cannot be read (in a worker process, too)."""
     try:
         return read_epub(path)
     except EpubUnreadable as e:
-        return str(e)
+        return e.message
     except Exception as e:  # a parser bug must not stop the batch either
         logger.exception("unexpected error reading %s", path)
-        return f"unexpected error while reading: {type(e).__name__}: {e}"
+        return _unexpected(e)
+
+
+def _unexpected(e: Exception) -> Message:
+    return say(N_("unexpected error while reading: %(detail)s"), detail=f"{type(e).__name__}: {e}")
 
 
 def _safe_name(name: str) -> str:

@@ -37,6 +37,7 @@ from flask_babel import ngettext
 from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
+from .messages import N_, Message, say
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -183,9 +184,9 @@ class UploadOutcome:
 
     name: str  # the name the librarian's device gave, for display
     status: str  # imported | duplicate | quarantined | refused
-    message: str = ""
+    message: str | Message = ""  # why it was refused, or quarantined (a Message)
     book_id: int | None = None
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[Message, ...] = ()
 
 
 def _stage(storage: FileStorage, settings: Settings, limit: int) -> Path:
@@ -243,7 +244,7 @@ def import_upload(storage: FileStorage, settings: Settings, db: sqlite_utils.Dat
         return UploadOutcome(shown, "imported", "", report.imported[0][1], warnings)
     if report.duplicates:
         return UploadOutcome(shown, "duplicate", _("This book is in the catalog already."), report.duplicates[0][1])
-    reason = report.quarantined[0][1] if report.quarantined else _("unknown")
+    reason = report.quarantined[0][1] if report.quarantined else say(N_("unknown"))
     return UploadOutcome(shown, "quarantined", reason)
 
 

@@ -250,11 +250,12 @@ def _install(db: sqlite_utils.Database, blobs: BlobStore, release: bundles.Relea
 def _add_book(db, blobs: BlobStore, channel: str, item: bundles.Item, result: ApplyResult) -> int:
     meta = item.metadata
     path = blobs.path(item.sha256)
+    unreadable = None
     try:
         record = read_epub(path)
     except EpubUnreadable as e:
         result.warnings.append(f"{item.id}: {e}")
-        record = None
+        record, unreadable = None, e.message
     if record is not None:
         cover = blobs.put_bytes(record.cover) if record.cover else None
         thumb = blobs.put_bytes(record.thumbnail) if record.thumbnail else None
@@ -263,7 +264,7 @@ def _add_book(db, blobs: BlobStore, channel: str, item: bundles.Item, result: Ap
     else:
         book = catalog.NewBook(sha256=item.sha256, size=item.size, title=str(meta.get("title") or item.id),
                                authors=(), language="", source=f"channel:{channel}",
-                               file_name=f"{item.id.rsplit('/', 1)[-1]}.epub")
+                               file_name=f"{item.id.rsplit('/', 1)[-1]}.epub", warnings=(unreadable,))
     # The publisher's curated metadata wins over what the file says.
     overrides = {}
     for key, field_name in (("title", "title"), ("language", "language"), ("description", "description"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gettext
 import io
+import json
 import re
 from pathlib import Path
 
@@ -72,6 +73,92 @@ def test_book_form_and_upload_refusals_are_translated(admin_client, settings, ma
                         content_type="multipart/form-data")
     assert refused.status_code == 400
     assert "« notes.txt » n’est pas un fichier EPUB" in text(refused) and "is not an EPUB" not in text(refused)
+
+
+def _zip_without_a_package(path: Path) -> Path:
+    """A zip an upload takes for an EPUB (its mimetype says so) that holds no package document."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "application/epub+zip", compress_type=zipfile.ZIP_STORED)
+        archive.writestr("OEBPS/chapter.xhtml", "<html><body><p>Một trang.</p></body></html>")
+    return path
+
+
+def test_why_an_upload_was_quarantined_is_said_in_the_page_language(admin_client, tmp_path):
+    broken = _zip_without_a_package(tmp_path / "hong.epub").read_bytes()
+    admin_client.set_cookie("lang", "vi")
+    answer = post_form(admin_client, "/admin/upload", {"files": (io.BytesIO(broken), "hong.epub")},
+                       content_type="multipart/form-data")
+    page = text(answer)
+    assert ("không đọc được và được giữ ở khu cách ly: không tìm thấy tài liệu gói OPF "
+            "(tệp zip này không phải EPUB)") in page
+    assert "no OPF package document" not in page
+    # The list of quarantined files says it again, in the language of whoever reads it.
+    admin_client.set_cookie("lang", "ar")
+    assert "لم يُعثر على مستند حزمة OPF (ملف zip هذا ليس EPUB)" in text(admin_client.get("/admin/system"))
+    admin_client.set_cookie("lang", "en")
+    assert "no OPF package document found (this zip is not an EPUB)" in text(admin_client.get("/admin/system"))
+
+
+def test_import_warnings_are_said_in_french_and_kept_in_english_for_the_api(admin_client, client, settings,
+                                                                             make_epub):
+    from tests.conftest import import_files
+
+    book = make_epub(title="Sans langue", language="x-klingon-unknown",
+                     chapters=[("Chương một", ["Ngày xưa có một cô gái nghèo sống cùng mẹ già ở làng bên sông. "
+                                               "Hằng ngày cô ra đồng làm việc từ sáng sớm đến tối mịt."] * 8)])
+    report = import_files(settings, [book])
+    said = [str(w) for _f, w in report.warnings]
+    assert any(w.startswith("dc:language is 'x-klingon-unknown', which is not a language tag") for w in said), said
+    admin_client.set_cookie("lang", "fr")
+    page = text(admin_client.get("/admin/books/1"))
+    assert "dc:language vaut &#39;x-klingon-unknown&#39;, qui n’est pas un code de langue" in page
+    assert "which is not a language tag" not in page
+    api = client.get("/api/books/1").get_json()
+    assert any("which is not a language tag" in w for w in api["warnings"]), api["warnings"]
+
+
+def test_a_reason_kept_before_messages_had_values_is_still_shown(admin_client, settings):
+    from appliance import db as dbmod
+
+    db = dbmod.connect(settings.db_path)
+    with db.atomic():
+        db.execute("INSERT INTO quarantine (sha256, file_name, reason, seq) VALUES ('ab', 'cu.epub', "
+                   "'the file is empty', 1)")
+        db.execute("INSERT INTO quarantine (sha256, file_name, reason, seq) VALUES ('cd', 'la.epub', "
+                   "'zip entry X would expand 900 times', 2)")
+    db.close()
+    admin_client.set_cookie("lang", "vi")
+    page = text(admin_client.get("/admin/system"))
+    assert "cu.epub" in page and "tệp trống" in page  # a text the catalog of translations knows
+    assert "la.epub" in page and "zip entry X would expand 900 times" in page  # one it cannot know
+
+
+def test_a_count_in_a_kept_message_takes_the_languages_plural_forms():
+    from babel.support import Translations
+
+    from appliance.messages import load, say, say_plural
+
+    arabic = Translations.load(str(TRANSLATIONS), ["ar"])
+    french = Translations.load(str(TRANSLATIONS), ["fr"])
+
+    def missing(n: int):
+        said = say_plural("none of the book's documents is in the archive (%(num)d file is missing)",
+                          "none of the book's documents is in the archive (%(num)d files are missing)", n)
+        return load(json.loads(json.dumps(said.as_json())))  # as the catalog keeps it
+
+    assert str(missing(1)).endswith("(1 file is missing)") and str(missing(3)).endswith("(3 files are missing)")
+    assert missing(1).translated(arabic).endswith("(ملف واحد مفقود)")
+    assert missing(2).translated(arabic).endswith("(ملفان مفقودان)")
+    assert missing(5).translated(arabic).endswith("(5 ملفات مفقودة)")
+    assert missing(11).translated(arabic).endswith("(11 ملفًا مفقودًا)")
+    assert missing(2).translated(french).endswith("(2 fichiers manquent)")
+    # A message said inside another is translated with it.
+    inner = say("%(name)s is encrypted in the zip", name="OEBPS/c1.xhtml")
+    outer = load(json.loads(json.dumps(say("no document of the book can be read: %(detail)s", detail=inner).as_json())))
+    assert str(outer) == "no document of the book can be read: OEBPS/c1.xhtml is encrypted in the zip"
+    assert outer.translated(french) == "aucun document du livre ne peut être lu : OEBPS/c1.xhtml est chiffré dans le zip"
 
 
 def test_wrong_password_is_said_in_french(client, librarian):
@@ -179,7 +266,7 @@ def test_the_catalog_of_texts_holds_every_text_the_code_asks_for(tmp_path, monke
     fresh = tmp_path / "fresh.pot"
     monkeypatch.chdir(root)
     CommandLineInterface().run(["pybabel", "-q", "extract", "-F", "babel.cfg", "-k", "_", "-k", "gettext",
-                                "-k", "ngettext:1,2", "-k", "lazy_gettext", "-o", str(fresh), "."])
+                                "-k", "ngettext:1,2", "-k", "lazy_gettext", "-k", "say_plural:1,2", "-o", str(fresh), "."])
 
     def ids(path: Path) -> set:
         with open(path, "rb") as f:

@@ -58,7 +58,7 @@ def test_malformed_files_are_quarantined_with_reasons_or_imported(corpus_library
     settings, db, report, readable, malformed = corpus_library
     outcome = by_file(report)
     assert {p.name for p in malformed} <= set(outcome)
-    reasons = dict((Path(n).name, r) for n, r in report.quarantined)
+    reasons = {Path(n).name: str(r) for n, r in report.quarantined}
     for name, reason in reasons.items():
         assert reason and "\n" not in reason and "Traceback" not in reason, (name, reason)
         assert len(reason) < 300

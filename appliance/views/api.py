@@ -50,7 +50,7 @@ def book(book_id: int):
         publisher=found["publisher"],
         published=found["published"],
         subjects=found["subjects"],
-        warnings=found["warnings"],
+        warnings=[str(w) for w in found["warnings"]],
         chapters=[{"position": c["position"], "title": c["title"]} for c in found["chapters"]],
     )
     return jsonify(out)

@@ -1,0 +1,95 @@
+"""Messages kept before anyone reads them: an import's warnings, why a file was quarantined.
+
+A message is an English text marked with ``N_`` and its named values (a file's name, a
+size, a parser's own words). The command line and the JSON API print it in English; a
+librarian's page says it in the page's language. In the catalog it is kept as JSON
+(``as_json``); texts kept as plain strings before messages had values are read too.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+logger = logging.getLogger(__name__)
+
+MAX_VALUE_CHARS = 200
+
+
+def N_(text: str) -> str:
+    """Marks a message for the catalog of translations (pybabel finds ``N_``) and returns it as is."""
+    return text
+
+
+class Translations(Protocol):
+    def ugettext(self, text: str) -> str: ...
+
+    def ungettext(self, singular: str, plural: str, n: int) -> str: ...
+
+
+@dataclass(frozen=True)
+class Message:
+    text: str  # English, marked with N_, with %(name)s-style places for the values
+    params: tuple[tuple[str, object], ...] = ()
+    plural: str = ""  # with a count: the English text for other counts than one (the count is ``num``)
+
+    def __str__(self) -> str:
+        return _filled(self._english(), {k: str(v) if isinstance(v, Message) else v for k, v in self.params})
+
+    def translated(self, translations: Translations) -> str:
+        """The message in the language of ``translations`` (a value that is a message too,
+        translated); English when the translation cannot be filled."""
+        values = {k: v.translated(translations) if isinstance(v, Message) else v for k, v in self.params}
+        try:
+            if self.plural:
+                text = translations.ungettext(self.text, self.plural, int(values["num"]))
+            else:
+                text = translations.ugettext(self.text)
+            return _filled(text, values)
+        except (KeyError, ValueError, TypeError):
+            logger.warning("the translation of %r does not take its values", self.text)
+            return str(self)
+
+    def as_json(self) -> dict:
+        out = {"text": self.text, "params": {k: v.as_json() if isinstance(v, Message) else v for k, v in self.params}}
+        if self.plural:
+            out["plural"] = self.plural
+        return out
+
+    def _english(self) -> str:
+        if self.plural and dict(self.params).get("num") != 1:
+            return self.plural
+        return self.text
+
+
+def say(text: str, **params) -> Message:
+    """A message: ``text`` marked with N_ and its values (texts, numbers, or messages said inside
+    it). Text values have their runs of white space made single spaces (they are often a parser's
+    words, with line breaks) and are cut after MAX_VALUE_CHARS."""
+    return Message(text, tuple((k, _one_line(v) if isinstance(v, str) else v) for k, v in params.items()))
+
+
+def say_plural(singular: str, plural: str, num: int, **params) -> Message:
+    """A message whose words depend on the count ``num``, written ``%(num)d`` as in the templates'
+    ngettext (``-k say_plural:1,2`` for pybabel)."""
+    return replace(say(singular, num=num, **params), plural=plural)
+
+
+def load(value: object) -> Message:
+    """A message kept as JSON (``as_json``), or a plain text kept before messages had values."""
+    if isinstance(value, dict) and isinstance(value.get("text"), str):
+        params = value.get("params")
+        params = params if isinstance(params, dict) else {}
+        plural = value.get("plural")
+        return Message(value["text"], tuple((k, load(v) if isinstance(v, dict) else v) for k, v in params.items()),
+                       plural if isinstance(plural, str) else "")
+    return Message(str(value))
+
+
+def _one_line(value: str) -> str:
+    value = " ".join(value.split())
+    return value if len(value) <= MAX_VALUE_CHARS else value[:MAX_VALUE_CHARS - 1] + "…"
+
+
+def _filled(text: str, values: dict) -> str:
+    return text % values if values else text
