@@ -34,7 +34,7 @@ from PIL import Image
 
 from .htmltext import collapse, document_text, html_to_text, nav_links
 from .language import detect_language, language_of_text, primary_language
-from .messages import N_, Message, say, say_plural
+from .messages import N_, Message, SaidError, say, say_plural
 
 __all__ = [
     "BookRecord", "ChapterRecord", "EpubUnreadable", "detect_language", "make_thumbnail",
@@ -62,15 +62,7 @@ _XML_PARSER = etree.XMLParser(recover=True, resolve_entities=False, no_network=T
                               remove_pis=True, huge_tree=False)
 
 
-class _Said(Exception):
-    """An exception whose ``message`` is a ``Message`` (``str(e)`` is it in English)."""
-
-    def __init__(self, text: str | Message, **params) -> None:
-        self.message = text if isinstance(text, Message) else say(text, **params)
-        super().__init__(str(self.message))
-
-
-class EpubUnreadable(_Said):
+class EpubUnreadable(SaidError):
     """The file cannot be imported; ``e.message`` says why in one line."""
 
 
@@ -105,7 +97,7 @@ class BookRecord:
     opf_href: str = ""  # where the package document sits inside the zip
 
 
-class _MemberUnreadable(_Said):
+class _MemberUnreadable(SaidError):
     """One zip member cannot be read (damaged, encrypted, unsupported compression)."""
 
 

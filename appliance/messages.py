@@ -1,4 +1,5 @@
-"""Messages kept before anyone reads them: an import's warnings, why a file was quarantined.
+"""Messages kept before anyone reads them: an import's warnings, why a file was quarantined, why
+the last sync failed.
 
 A message is an English text marked with ``N_`` and its named values (a file's name, a
 size, a parser's own words). The command line and the JSON API print it in English; a
@@ -60,6 +61,19 @@ class Message:
         if self.plural and dict(self.params).get("num") != 1:
             return self.plural
         return self.text
+
+
+class SaidError(Exception):
+    """An error whose ``message`` is a Message: ``str(e)`` says it in English, a page translates it."""
+
+    def __init__(self, text: str | Message, **params) -> None:
+        self.message = text if isinstance(text, Message) else say(text, **params)
+        super().__init__(str(self.message))
+
+
+def message_of(error: BaseException) -> Message:
+    """What ``error`` says, as a message (the text of an error that is not a SaidError, as it is)."""
+    return error.message if isinstance(error, SaidError) else Message(str(error))
 
 
 def say(text: str, **params) -> Message:

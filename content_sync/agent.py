@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from datetime import UTC
 
 from appliance import db as dbmod
+from appliance import messages
 from appliance.fsutil import free_bytes
+from appliance.messages import N_, Message
 from appliance.settings import Settings
 
 from . import apply, statsbatch
@@ -97,9 +99,11 @@ class SyncAgent:
                 body = answer.read(4 * 1024 * 1024)
         except urllib.error.HTTPError as e:
             detail = e.read(2000).decode("utf-8", "replace")
-            raise SourceError(f"the hub answered {e.code} to {path}: {detail[:300]}") from None
+            raise SourceError(N_("the hub answered %(code)d to %(path)s: %(detail)s"), code=e.code, path=path,
+                              detail=detail[:300]) from None
         except (urllib.error.URLError, OSError) as e:
-            raise SourceError(f"cannot reach the hub at {self.hub}: {getattr(e, 'reason', e)}") from None
+            raise SourceError(N_("cannot reach the hub at %(hub)s: %(detail)s"), hub=self.hub,
+                              detail=str(getattr(e, "reason", e))) from None
         policy.spent(len(body) + len(data or b""))
         return json.loads(body)
 
@@ -251,13 +255,13 @@ class SyncAgent:
             try:
                 detail = action()
             except LinkClosed as e:
-                self._put({"sync_last_error": f"{job}: {e}"})
+                self._put({"sync_last_error": _error_text(job, e)})
                 return JobResult(job, False, str(e))
             except Exception as e:
                 failures = int(state.get("sync_failures") or 0) + 1
                 retry = is_retryable(e) or isinstance(e, SourceError)
                 wait = backoff(failures, base=30, cap=3600, rng=self.rng) if retry else 0
-                self._put({"sync_last_error": f"{job}: {e}", "sync_failures": str(failures),
+                self._put({"sync_last_error": _error_text(job, e), "sync_failures": str(failures),
                            "sync_next_try": f"{self.clock() + wait:.0f}"})
                 logger.warning("sync job %s failed (%s); next try in %.0f s", job, e, wait)
                 return JobResult(job, False, str(e))
@@ -340,13 +344,31 @@ def moment_text(value) -> str | None:
     return f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(float(stamp)))} UTC ({job})"
 
 
+def _error_text(job: str, error: BaseException) -> str:
+    """What ``sync_last_error`` keeps: the message, with its values, as JSON."""
+    said = messages.say(N_("%(job)s: %(error)s"), job=job, error=messages.message_of(error))
+    return json.dumps(said.as_json(), ensure_ascii=False)
+
+
+def last_error(state: dict) -> Message | None:
+    """The last error the agent recorded (a plain text when an older agent recorded it), or None."""
+    value = state.get("sync_last_error")
+    if not value:
+        return None
+    try:
+        kept = json.loads(value)
+    except ValueError:
+        kept = value
+    return messages.load(kept)
+
+
 def state_text(state: dict) -> list[str]:
     """The agent's state for ``library sync status`` (the system page words it in the librarian's language)."""
     return [
         f"hub: {state.get('hub') or 'not set (LIBRARY_HUB_URL)'}",
         f"last attempt: {moment_text(state.get('sync_last_attempt')) or 'never'}",
         f"last success: {moment_text(state.get('sync_last_success')) or 'never'}",
-        f"last error: {state.get('sync_last_error') or 'none'}",
+        f"last error: {last_error(state) or 'none'}",
         f"bytes used today: {state.get('bytes_today', 0)}",
         f"statistics batches waiting: {state.get('pending_batches', 0)}",
     ]

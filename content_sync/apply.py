@@ -28,6 +28,7 @@ from appliance.epub import EpubUnreadable, read_epub
 from appliance.filelock import FileLock
 from appliance.fsutil import atomic_write_bytes, atomic_write_text, free_bytes
 from appliance.importer import record_to_new_book
+from appliance.messages import N_
 from appliance.settings import Settings
 
 from . import bundles, minisign
@@ -125,8 +126,8 @@ def apply_release(settings: Settings, db: sqlite_utils.Database, source: Release
     settings.staging_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(settings.staging_dir / INSTALL_LOCK)
     if not lock.acquire(0):
-        raise InstallBusy("another process of this box (the sync agent, a sync a librarian started, a van's "
-                          "visit) is installing releases; try again when it has finished")
+        raise InstallBusy(N_("another process of this box (the sync agent, a sync a librarian started, a van's "
+                             "visit) is installing releases; try again when it has finished"))
     try:
         return _apply_release(settings, db, source, channel, keys=keys, gc=gc, gc_grace_seconds=gc_grace_seconds)
     finally:
@@ -137,11 +138,12 @@ def _apply_release(settings: Settings, db: sqlite_utils.Database, source: Releas
                    keys: list[minisign.PublicKey] | None, gc: bool, gc_grace_seconds: float) -> ApplyResult:
     keys = trusted_keys(settings) if keys is None else keys
     if not keys:
-        raise minisign.UnknownKey(f"this box trusts no publisher key yet: put one in {publisher_keys_dir(settings)}")
+        raise minisign.UnknownKey(N_("this box trusts no publisher key yet: put one in %(folder)s"),
+                                  folder=str(publisher_keys_dir(settings)))
     installed = installed_version(db, channel)
     latest_text = source.read(bundles.latest_path(channel), limit=32).decode("ascii", "replace").strip()
     if not latest_text.isdigit():
-        raise SourceError(f"{source.where(bundles.latest_path(channel))} does not hold a version number")
+        raise SourceError(N_("%(where)s does not hold a version number"), where=source.where(bundles.latest_path(channel)))
     offered = int(latest_text)
     if installed is not None and offered == installed:
         return ApplyResult(channel, installed, installed, "current")
@@ -151,8 +153,9 @@ def _apply_release(settings: Settings, db: sqlite_utils.Database, source: Releas
     if installed is not None and release.version <= installed:
         logger.warning("refused %s version %d from %s: version %d is installed (rollback)",
                        channel, release.version, source.description, installed)
-        raise RollbackRefused(f"{bundles.manifest_path(channel, release.version)} is version {release.version}, "
-                              f"but version {installed} is installed; going back is refused")
+        raise RollbackRefused(N_("%(where)s is version %(version)d, but version %(installed)d is installed; going back "
+                                 "is refused"), where=bundles.manifest_path(channel, release.version),
+                              version=release.version, installed=installed)
     blobs = BlobStore(settings.blobs_dir)
     missing = {item.sha256: item for item in release.items if not blobs.exists(item.sha256)}
     needed = sum(item.size for item in missing.values())
@@ -160,9 +163,10 @@ def _apply_release(settings: Settings, db: sqlite_utils.Database, source: Releas
     settings.home.mkdir(parents=True, exist_ok=True)
     free = free_bytes(settings.home)
     if free - needed < reserve:
-        raise NotEnoughDisk(
-            f"{bundles.manifest_path(channel, release.version)} needs {needed // (1024 * 1024) + 1} MB of new files "
-            f"and {settings.disk_reserve_mb} MB must stay free, but only {free // (1024 * 1024)} MB are free")
+        raise NotEnoughDisk(N_("%(where)s needs %(needed)d MB of new files and %(reserve)d MB must stay free, but only "
+                               "%(free)d MB are free"), where=bundles.manifest_path(channel, release.version),
+                            needed=needed // (1024 * 1024) + 1, reserve=settings.disk_reserve_mb,
+                            free=free // (1024 * 1024))
     result = ApplyResult(channel, installed, release.version, "installed")
     staging = settings.staging_dir / "blobs"
     staging.mkdir(parents=True, exist_ok=True)
@@ -203,7 +207,8 @@ def _fetch_verified(source: ReleaseSource, staging: Path, item: bundles.Item, re
         raise  # a broken link keeps what arrived, for the next attempt to continue
     if got != item.sha256:
         part.unlink(missing_ok=True)
-        raise BlobHashMismatch(f"{bundles.blob_path(item.sha256)} ({item.id}) does not match the SHA-256 in the manifest")
+        raise BlobHashMismatch(N_("%(where)s (%(item)s) does not match the SHA-256 in the manifest"),
+                               where=bundles.blob_path(item.sha256), item=item.id)
     part.replace(done)
     result.fetched_blobs += 1
     return done

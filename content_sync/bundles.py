@@ -34,6 +34,7 @@ from pathlib import Path
 from appliance.blobs import is_sha256, sha256_file
 from appliance.epub import EpubUnreadable, read_epub
 from appliance.fsutil import atomic_write_bytes, atomic_write_text, fsync_dir
+from appliance.messages import N_, SaidError
 
 from . import minisign
 
@@ -49,7 +50,7 @@ ITEM_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}(/[a-z0-9][a-z0-9._-]{0,99}){0,
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
 
-class BundleError(Exception):
+class BundleError(SaidError):
     """A release is refused; ``str(e)`` names the check and the file in one sentence."""
 
 
@@ -93,7 +94,7 @@ class Release:
 
 def check_channel_name(name: str) -> str:
     if not CHANNEL_NAME.match(name or ""):
-        raise BundleError(f"channel name {name!r} is not allowed: use lowercase letters, digits and dashes")
+        raise BundleError(N_("channel name %(name)r is not allowed: use lowercase letters, digits and dashes"), name=name)
     return name
 
 
@@ -128,34 +129,38 @@ def parse_release(manifest_bytes: bytes, signature_text: str, keys: list[minisig
     try:
         comment = minisign.verify(manifest_bytes, signature_text, keys)
     except minisign.UnknownKey as e:
-        raise minisign.UnknownKey(f"{where}: {e}") from None
+        raise minisign.UnknownKey(N_("%(where)s: %(detail)s"), where=where, detail=e.message) from None
     except minisign.SignatureError as e:
-        raise minisign.SignatureInvalid(f"{where}: signature check failed: {e}") from None
+        raise minisign.SignatureInvalid(N_("%(where)s: signature check failed: %(detail)s"), where=where,
+                                        detail=e.message) from None
     try:
         manifest = json.loads(manifest_bytes.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ManifestInvalid(f"{where} is not valid JSON: {e}") from None
+        raise ManifestInvalid(N_("%(where)s is not valid JSON: %(detail)s"), where=where, detail=str(e)) from None
     if not isinstance(manifest, dict):
-        raise ManifestInvalid(f"{where} is not a JSON object")
+        raise ManifestInvalid(N_("%(where)s is not a JSON object"), where=where)
     if manifest.get("format") != FORMAT:
-        raise UnknownFormat(f"{where} has format {manifest.get('format')!r}; this box knows format {FORMAT}")
+        raise UnknownFormat(N_("%(where)s has format %(format)r; this box knows format %(known)d"), where=where,
+                            format=manifest.get("format"), known=FORMAT)
     got_channel, got_version = manifest.get("channel"), manifest.get("version")
     if got_channel != channel or not isinstance(got_version, int) or got_version < 1 \
             or (version is not None and got_version != version):
-        raise ManifestInvalid(f"{where} describes channel {got_channel!r} version {got_version!r}, not what it is filed as")
+        raise ManifestInvalid(N_("%(where)s describes channel %(channel)r version %(version)r, not what it is filed as"),
+                              where=where, channel=got_channel, version=got_version)
     if comment != trusted_comment(channel, got_version):
-        raise ManifestInvalid(f"{where}: the signed comment {comment!r} does not name this release")
+        raise ManifestInvalid(N_("%(where)s: the signed comment %(comment)r does not name this release"), where=where,
+                              comment=comment)
     items = []
     seen: set[str] = set()
     for raw in manifest.get("items", []):
         item = _item(raw, where)
         if item.id in seen:
-            raise ManifestInvalid(f"{where} lists item {item.id!r} twice")
+            raise ManifestInvalid(N_("%(where)s lists item %(item)r twice"), where=where, item=item.id)
         seen.add(item.id)
         items.append(item)
     removed = manifest.get("removed", [])
     if not isinstance(removed, list) or not all(isinstance(r, str) for r in removed):
-        raise ManifestInvalid(f"{where}: 'removed' must be a list of item ids")
+        raise ManifestInvalid(N_("%(where)s: 'removed' must be a list of item ids"), where=where)
     for item_id in removed:
         check_item_id(item_id, where)
     previous = manifest.get("previous")
@@ -165,22 +170,23 @@ def parse_release(manifest_bytes: bytes, signature_text: str, keys: list[minisig
 
 def check_item_id(item_id: object, where: str) -> str:
     if not isinstance(item_id, str) or not ITEM_ID.match(item_id) or ".." in item_id.split("/"):
-        raise UnsafeItemId(f"{where}: item id {item_id!r} is not allowed (it could name a path outside the library)")
+        raise UnsafeItemId(N_("%(where)s: item id %(item)r is not allowed (it could name a path outside the library)"),
+                           where=where, item=item_id)
     return item_id
 
 
 def _item(raw: object, where: str) -> Item:
     if not isinstance(raw, dict):
-        raise ManifestInvalid(f"{where}: an item is not a JSON object")
+        raise ManifestInvalid(N_("%(where)s: an item is not a JSON object"), where=where)
     item_id = check_item_id(raw.get("id"), where)
     sha, size = raw.get("sha256"), raw.get("size")
     if not isinstance(sha, str) or not is_sha256(sha):
-        raise ManifestInvalid(f"{where}: item {item_id!r} has no valid sha256")
+        raise ManifestInvalid(N_("%(where)s: item %(item)r has no valid sha256"), where=where, item=item_id)
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ManifestInvalid(f"{where}: item {item_id!r} has no valid size")
+        raise ManifestInvalid(N_("%(where)s: item %(item)r has no valid size"), where=where, item=item_id)
     metadata = raw.get("metadata") or {}
     if not isinstance(metadata, dict) or not isinstance(metadata.get("title", ""), str):
-        raise ManifestInvalid(f"{where}: item {item_id!r} has malformed metadata")
+        raise ManifestInvalid(N_("%(where)s: item %(item)r has malformed metadata"), where=where, item=item_id)
     return Item(item_id, sha, size, str(raw.get("media_type") or EPUB_TYPE), metadata)
 
 
@@ -284,7 +290,7 @@ def _copy_blob(source: Path, target: Path, sha256: str) -> None:
         os.fsync(dst.fileno())
     if sha256_file(tmp) != sha256:
         tmp.unlink()
-        raise BundleError(f"{source} changed while it was being copied")
+        raise BundleError(N_("%(source)s changed while it was being copied"), source=str(source))
     tmp.replace(target)
     fsync_dir(target.parent)
 

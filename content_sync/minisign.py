@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from appliance.fsutil import atomic_write_text
+from appliance.messages import N_, SaidError
 
 PREHASHED = b"ED"
 PLAIN = b"Ed"
@@ -29,7 +30,7 @@ CHECKSUM = b"B2"
 NO_KDF = b"\0\0"
 
 
-class SignatureError(Exception):
+class SignatureError(SaidError):
     """A signature or key file is malformed, unknown or does not verify."""
 
 
@@ -92,29 +93,29 @@ def generate() -> SecretKey:
 def _payload(text: str, what: str) -> bytes:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) < 2 or not lines[0].startswith("untrusted comment:"):
-        raise MalformedKey(f"this is not a minisign {what} (no 'untrusted comment' line)")
+        raise MalformedKey(N_("this is not a minisign %(what)s (no 'untrusted comment' line)"), what=what)
     try:
         return base64.b64decode(lines[1], validate=True)
     except ValueError:
-        raise MalformedKey(f"the {what} is not valid base64") from None
+        raise MalformedKey(N_("the %(what)s is not valid base64"), what=what) from None
 
 
 def parse_public_key(text: str) -> PublicKey:
     data = _payload(text, "public key")
     if len(data) != 42 or data[:2] != PLAIN:
-        raise MalformedKey("the public key is not an Ed25519 minisign key")
+        raise MalformedKey(N_("the public key is not an Ed25519 minisign key"))
     return PublicKey(data[2:10], Ed25519PublicKey.from_public_bytes(data[10:]))
 
 
 def parse_secret_key(text: str) -> SecretKey:
     data = _payload(text, "secret key")
     if len(data) != 158 or data[:2] != PLAIN or data[4:6] != CHECKSUM:
-        raise MalformedKey("the secret key is not an Ed25519 minisign key")
+        raise MalformedKey(N_("the secret key is not an Ed25519 minisign key"))
     if data[2:4] != NO_KDF:
-        raise MalformedKey("the secret key is password-protected; make one with `library keygen` instead")
+        raise MalformedKey(N_("the secret key is password-protected; make one with `library keygen` instead"))
     key_id, secret, checksum = data[54:62], data[62:126], data[126:158]
     if hashlib.blake2b(PLAIN + key_id + secret, digest_size=32).digest() != checksum:
-        raise MalformedKey("the secret key's checksum does not match (damaged file)")
+        raise MalformedKey(N_("the secret key's checksum does not match (damaged file)"))
     return SecretKey(key_id, Ed25519PrivateKey.from_private_bytes(secret[:32]))
 
 
@@ -149,25 +150,25 @@ def verify(data: bytes, signature_text: str, keys: list[PublicKey]) -> str:
     """Check a minisign signature of ``data`` made by one of ``keys``; returns the trusted comment."""
     lines = signature_text.splitlines()
     if len(lines) < 4 or not lines[0].startswith("untrusted comment:") or not lines[2].startswith("trusted comment: "):
-        raise SignatureInvalid("the signature file is not in minisign's format")
+        raise SignatureInvalid(N_("the signature file is not in minisign's format"))
     try:
         blob = base64.b64decode(lines[1].strip(), validate=True)
         global_signature = base64.b64decode(lines[3].strip(), validate=True)
     except ValueError:
-        raise SignatureInvalid("the signature file is not valid base64") from None
+        raise SignatureInvalid(N_("the signature file is not valid base64")) from None
     if len(blob) != 74 or blob[:2] not in (PREHASHED, PLAIN) or len(global_signature) != 64:
-        raise SignatureInvalid("the signature is not an Ed25519 minisign signature")
+        raise SignatureInvalid(N_("the signature is not an Ed25519 minisign signature"))
     key_id, signature = blob[2:10], blob[10:]
     key = next((k for k in keys if k.key_id == key_id), None)
     if key is None:
-        raise UnknownKey(f"signed by key {key_id[::-1].hex().upper()}, which this box does not trust")
+        raise UnknownKey(N_("signed by key %(key)s, which this box does not trust"), key=key_id[::-1].hex().upper())
     message = hashlib.blake2b(data, digest_size=64).digest() if blob[:2] == PREHASHED else data
     trusted = lines[2][len("trusted comment: "):]
     try:
         key.key.verify(signature, message)
         key.key.verify(global_signature, signature + trusted.encode())
     except InvalidSignature:
-        raise SignatureInvalid("the signature does not match: the file or its trusted comment was changed") from None
+        raise SignatureInvalid(N_("the signature does not match: the file or its trusted comment was changed")) from None
     return trusted
 
 

@@ -14,12 +14,14 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from appliance.messages import N_, SaidError
+
 CHUNK = 256 * 1024
 SMALL_FILE_LIMIT = 64 * 1024 * 1024
 HTTP_TIMEOUT = 60
 
 
-class SourceError(Exception):
+class SourceError(SaidError):
     """The source cannot give a file (missing, unreachable)."""
 
 
@@ -59,13 +61,15 @@ class ReleaseSource:
                 written += len(chunk)
                 self.bytes_read += len(chunk)
                 if written > size:
-                    raise BlobTooLarge(f"{self.where(relpath)} is larger than the {size} bytes the manifest declares")
+                    raise BlobTooLarge(N_("%(where)s is larger than the %(size)d bytes the manifest declares"),
+                                       where=self.where(relpath), size=size)
                 digest.update(chunk)
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
         if written < size:
-            raise BlobTruncated(f"{self.where(relpath)} has {written} bytes, fewer than the {size} the manifest declares")
+            raise BlobTruncated(N_("%(where)s has %(written)d bytes, fewer than the %(size)d the manifest declares"),
+                                where=self.where(relpath), written=written, size=size)
         return digest.hexdigest()
 
     def where(self, relpath: str) -> str:
@@ -81,7 +85,7 @@ class FolderSource(ReleaseSource):
     def _path(self, relpath: str) -> Path:
         path = (self.root / relpath).resolve()
         if not path.is_relative_to(self.root.resolve()):
-            raise SourceError(f"{relpath!r} is outside {self.root}")
+            raise SourceError(N_("%(path)r is outside %(root)s"), path=relpath, root=str(self.root))
         return path
 
     def read(self, relpath: str, limit: int = SMALL_FILE_LIMIT) -> bytes:
@@ -89,9 +93,10 @@ class FolderSource(ReleaseSource):
             with open(self._path(relpath), "rb") as f:
                 data = f.read(limit + 1)
         except OSError as e:
-            raise SourceError(f"cannot read {self.where(relpath)}: {e.strerror or e}") from None
+            raise SourceError(N_("cannot read %(where)s: %(detail)s"), where=self.where(relpath),
+                              detail=str(e.strerror or e)) from None
         if len(data) > limit:
-            raise SourceError(f"{self.where(relpath)} is larger than {limit} bytes")
+            raise SourceError(N_("%(where)s is larger than %(limit)d bytes"), where=self.where(relpath), limit=limit)
         self.bytes_read += len(data)
         return data
 
@@ -99,7 +104,8 @@ class FolderSource(ReleaseSource):
         try:
             return open(self._path(f"blobs/sha256/{sha256}"), "rb")
         except OSError as e:
-            raise SourceError(f"cannot read {self.where('blobs/sha256/' + sha256)}: {e.strerror or e}") from None
+            raise SourceError(N_("cannot read %(where)s: %(detail)s"), where=self.where("blobs/sha256/" + sha256),
+                              detail=str(e.strerror or e)) from None
 
 
 class HttpSource(ReleaseSource):
@@ -115,18 +121,21 @@ class HttpSource(ReleaseSource):
             return urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "library-sync"}),
                                           timeout=self.timeout)
         except urllib.error.HTTPError as e:
-            raise SourceError(f"{self.where(relpath)} answered {e.code} {e.reason}") from None
+            raise SourceError(N_("%(where)s answered %(code)d %(reason)s"), where=self.where(relpath), code=e.code,
+                              reason=str(e.reason)) from None
         except (urllib.error.URLError, OSError) as e:
-            raise SourceError(f"cannot reach {self.where(relpath)}: {getattr(e, 'reason', e)}") from None
+            raise SourceError(N_("cannot reach %(where)s: %(detail)s"), where=self.where(relpath),
+                              detail=str(getattr(e, "reason", e))) from None
 
     def read(self, relpath: str, limit: int = SMALL_FILE_LIMIT) -> bytes:
         with self._open(relpath) as answer:
             try:
                 data = answer.read(limit + 1)
             except OSError as e:
-                raise SourceError(f"the connection broke while reading {self.where(relpath)}: {e}") from None
+                raise SourceError(N_("the connection broke while reading %(where)s: %(detail)s"),
+                                  where=self.where(relpath), detail=str(e)) from None
         if len(data) > limit:
-            raise SourceError(f"{self.where(relpath)} is larger than {limit} bytes")
+            raise SourceError(N_("%(where)s is larger than %(limit)d bytes"), where=self.where(relpath), limit=limit)
         self.bytes_read += len(data)
         return data
 
@@ -140,5 +149,5 @@ def source_for(location: str) -> ReleaseSource:
         return HttpSource(location)
     path = Path(location).expanduser()
     if not path.is_dir():
-        raise SourceError(f"{location} is not a folder or an http(s) address")
+        raise SourceError(N_("%(location)s is not a folder or an http(s) address"), location=location)
     return FolderSource(path)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from appliance.filelock import FileLock
 from appliance.fsutil import atomic_write_text
+from appliance.messages import N_
 
 from .sources import BlobTooLarge, BlobTruncated, ReleaseSource, SourceError
 
@@ -47,8 +48,8 @@ class LinkClosed(SourceError):
 
 
 class HttpStatusError(SourceError):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
+    def __init__(self, status: int, text: str, **params):
+        super().__init__(text, **params)
         self.status = status
 
 
@@ -122,9 +123,10 @@ class LinkPolicy:
 
     def _check(self, used: int) -> None:
         if not self.hour_allowed():
-            raise LinkClosed(f"the link may be used only between {self.hours[0]}:00 and {self.hours[1]}:00")
+            raise LinkClosed(N_("the link may be used only between %(start)d:00 and %(end)d:00"),
+                             start=self.hours[0], end=self.hours[1])
         if self.budget_bytes_per_day and used >= self.budget_bytes_per_day:
-            raise LinkClosed(f"today's budget of {self.budget_bytes_per_day // (1024 * 1024)} MB is spent")
+            raise LinkClosed(N_("today's budget of %(mb)d MB is spent"), mb=self.budget_bytes_per_day // (1024 * 1024))
 
     def allowance(self, want: int) -> int:
         """How many of ``want`` bytes may be read now (at least 1 while anything is left)."""
@@ -192,7 +194,8 @@ class Downloader:
             answer = urllib.request.urlopen(urllib.request.Request(self.url(relpath), headers=headers),
                                             timeout=self.timeout)
         except urllib.error.HTTPError as e:
-            raise HttpStatusError(e.code, f"{self.url(relpath)} answered {e.code} {e.reason}") from None
+            raise HttpStatusError(e.code, N_("%(where)s answered %(code)d %(reason)s"), where=self.url(relpath),
+                                  code=e.code, reason=str(e.reason)) from None
         return answer
 
     def _retrying(self, action: Callable[[int], object], what: str):
@@ -222,7 +225,7 @@ class Downloader:
             with self._open(relpath) as answer:
                 data = answer.read(limit + 1)
             if len(data) > limit:
-                raise SourceError(f"{self.url(relpath)} is larger than {limit} bytes")
+                raise SourceError(N_("%(where)s is larger than %(limit)d bytes"), where=self.url(relpath), limit=limit)
             self.bytes_received += len(data)
             self.policy.spent(len(data))
             return data
@@ -241,7 +244,8 @@ class Downloader:
         def once(_attempt: int) -> None:
             offset = _recorded_offset(part, progress)
             if offset > size:
-                raise BlobTooLarge(f"{self.url(relpath)} is larger than the {size} bytes expected")
+                raise BlobTooLarge(N_("%(where)s is larger than the %(size)d bytes expected"),
+                                   where=self.url(relpath), size=size)
             if offset == size:
                 return
             self.policy.check()
@@ -260,7 +264,8 @@ class Downloader:
                         if not block:
                             break
                         if offset + len(block) > size:
-                            raise BlobTooLarge(f"{self.url(relpath)} is larger than the {size} bytes expected")
+                            raise BlobTooLarge(N_("%(where)s is larger than the %(size)d bytes expected"),
+                                               where=self.url(relpath), size=size)
                         out.write(block)
                         offset += len(block)
                         unsynced += len(block)

@@ -135,6 +135,26 @@ def test_a_reason_kept_before_messages_had_values_is_still_shown(admin_client, s
     assert "la.epub" in page and "zip entry X would expand 900 times" in page  # one it cannot know
 
 
+def test_why_the_last_sync_failed_is_said_in_the_page_language(admin_client, runner, settings):
+    import socket
+
+    from content_sync.agent import SyncAgent
+
+    with socket.socket() as probe:  # a port of this machine nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    result = SyncAgent(settings.replace(hub_url=closed)).run_job("register")
+    assert not result.ok
+    admin_client.set_cookie("lang", "vi")
+    page = text(admin_client.get("/admin/system"))
+    assert f"lỗi gần nhất: register: không kết nối được máy chủ trung tâm ở {closed}:" in page
+    assert "cannot reach the hub" not in page
+    admin_client.set_cookie("lang", "fr")
+    assert f"register : impossible de joindre le serveur central à {closed} :" in text(admin_client.get("/admin/system"))
+    status = runner.invoke(["sync", "status"])
+    assert f"last error: register: cannot reach the hub at {closed}: " in status.output
+
+
 def test_a_count_in_a_kept_message_takes_the_languages_plural_forms():
     from babel.support import Translations
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import flash, redirect, url_for
+from flask_babel import get_translations
 from flask_babel import gettext as _
 
 from ..app import library_state
@@ -13,17 +14,18 @@ from .admin import bp
 def sync_status() -> list[str]:
     """The agent's state in the librarian's language (``library sync status`` prints it in English)."""
     # The agent's imports only when this page is asked for.
-    from content_sync.agent import SyncAgent, moment_text
+    from content_sync.agent import SyncAgent, last_error, moment_text
 
     def when(value) -> str:
         return moment_text(value) or _("never")
 
     state = SyncAgent(library_state().settings).status()
+    error = last_error(state)
     return [
         _("hub: %(hub)s", hub=state.get("hub") or _("not set (LIBRARY_HUB_URL)")),
         _("last attempt: %(when)s", when=when(state.get("sync_last_attempt"))),
         _("last success: %(when)s", when=when(state.get("sync_last_success"))),
-        _("last error: %(error)s", error=state.get("sync_last_error") or _("none")),
+        _("last error: %(error)s", error=error.translated(get_translations()) if error else _("none")),
         _("bytes used today: %(n)s", n=format_count(int(state.get("bytes_today") or 0))),
         _("statistics batches waiting: %(n)s", n=state.get("pending_batches", 0)),
     ]
