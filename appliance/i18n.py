@@ -46,7 +46,8 @@ def init_i18n(app: Flask, settings: Settings) -> None:
 
     app.jinja_env.filters["number"] = format_count
     # A kept message (appliance/messages.py) in the page's language.
-    app.jinja_env.filters["said"] = pass_context(lambda ctx, m: m.translated(_page_translations(ctx)))
+    app.jinja_env.filters["said"] = pass_context(
+        lambda ctx, m: m.translated(_page_translations(ctx), isolate=ctx.get("ui_dir") == "rtl"))
 
     @app.context_processor
     def language_context():

@@ -37,10 +37,13 @@ class Message:
     def __str__(self) -> str:
         return _filled(self._english(), {k: str(v) if isinstance(v, Message) else v for k, v in self.params})
 
-    def translated(self, translations: Translations) -> str:
+    def translated(self, translations: Translations, isolate: bool = False) -> str:
         """The message in the language of ``translations`` (a value that is a message too,
-        translated); English when the translation cannot be filled."""
-        values = {k: v.translated(translations) if isinstance(v, Message) else v for k, v in self.params}
+        translated); English when the translation cannot be filled. With ``isolate`` (for a
+        language written right to left) each text value is set apart as a run of its own, so that
+        a file name or a quoted value in Latin letters keeps its order."""
+        values = {k: v.translated(translations, isolate) if isinstance(v, Message)
+                  else _Isolated(v) if isolate and isinstance(v, str) else v for k, v in self.params}
         try:
             if self.plural:
                 text = translations.ungettext(self.text, self.plural, int(values["num"]))
@@ -98,6 +101,20 @@ def load(value: object) -> Message:
         return Message(value["text"], tuple((k, load(v) if isinstance(v, dict) else v) for k, v in params.items()),
                        plural if isinstance(plural, str) else "")
     return Message(str(value))
+
+
+class _Isolated:
+    """A text value between Unicode's first-strong isolate and its end (U+2068, U+2069), written
+    with %s or %r."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return f"\u2068{self.value}\u2069"
+
+    def __repr__(self) -> str:
+        return f"\u2068{self.value!r}\u2069"
 
 
 def _one_line(value: str) -> str:

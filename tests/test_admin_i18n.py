@@ -115,6 +115,10 @@ def test_import_warnings_are_said_in_french_and_kept_in_english_for_the_api(admi
     page = text(admin_client.get("/admin/books/1"))
     assert "dc:language vaut &#39;x-klingon-unknown&#39;, qui n’est pas un code de langue" in page
     assert "which is not a language tag" not in page
+    # Right to left, a value in Latin letters is a run of its own (else its quotes and dashes are
+    # put in Arabic's order around it).
+    admin_client.set_cookie("lang", "ar")
+    assert "قيمة dc:language هي \u2068&#39;x-klingon-unknown&#39;\u2069" in text(admin_client.get("/admin/books/1"))
     api = client.get("/api/books/1").get_json()
     assert any("which is not a language tag" in w for w in api["warnings"]), api["warnings"]
 
