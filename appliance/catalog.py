@@ -354,10 +354,16 @@ def quarantined(db: sqlite_utils.Database) -> list[dict]:
     """The quarantined files, latest first; ``reason`` a Message."""
     out = []
     for row in db.query("SELECT * FROM quarantine ORDER BY seq DESC"):
-        kept = row.pop("reason_message")
-        row["reason"] = messages.load(json.loads(kept)) if kept else Message(row["reason"])
+        row["reason"] = _kept_message(row.pop("reason_message"), row["reason"])
         out.append(row)
     return out
+
+
+def _kept_message(kept: str | None, english: str) -> Message:
+    try:
+        return messages.load(json.loads(kept)) if kept else Message(english)
+    except ValueError:
+        return Message(english)
 
 
 def referenced_blobs(db: sqlite_utils.Database) -> set[str]:

@@ -35,7 +35,10 @@ class Message:
     plural: str = ""  # with a count: the English text for other counts than one (the count is ``num``)
 
     def __str__(self) -> str:
-        return _filled(self._english(), {k: str(v) if isinstance(v, Message) else v for k, v in self.params})
+        try:
+            return _filled(self._english(), {k: str(v) if isinstance(v, Message) else v for k, v in self.params})
+        except (KeyError, ValueError, TypeError):  # values that do not fit the text (a damaged record)
+            return self._english()
 
     def translated(self, translations: Translations, isolate: bool = False) -> str:
         """The message in the language of ``translations`` (a value that is a message too,

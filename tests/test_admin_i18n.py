@@ -183,6 +183,12 @@ def test_a_count_in_a_kept_message_takes_the_languages_plural_forms():
     outer = load(json.loads(json.dumps(say("no document of the book can be read: %(detail)s", detail=inner).as_json())))
     assert str(outer) == "no document of the book can be read: OEBPS/c1.xhtml is encrypted in the zip"
     assert outer.translated(french) == "aucun document du livre ne peut être lu : OEBPS/c1.xhtml est chiffré dans le zip"
+    # A damaged record (a value missing, or of the wrong kind) is shown as its text, not as an error.
+    for damaged in ({"text": "%(name)s is encrypted in the zip", "params": {}},
+                    {"text": "%(name)s is encrypted in the zip", "params": {"name": 1, "x": [1]}},
+                    {"text": "%(num)d documents", "params": {"num": "many"}, "plural": "%(num)d documents"}):
+        said = load(damaged)
+        assert str(said) and said.translated(french) and said.translated(arabic, isolate=True)
 
 
 def test_wrong_password_is_said_in_french(client, librarian):
