@@ -61,8 +61,12 @@ def connect(path: Path, *, migrate: bool = True) -> sqlite_utils.Database:
         db.enable_wal()
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
-    if migrate:
-        migrations.apply(db)
+    if migrate and migrations.pending(db):
+        # Under the write lock, where what is pending is asked again: the server and the sync agent
+        # start together after an update, and the one that waited finds the other did the work
+        # (else it would add the same column or table a second time, and stop).
+        with db.atomic():
+            migrations.apply(db)
     return db
 
 
