@@ -6,7 +6,7 @@ which wins over the box's default.
 from __future__ import annotations
 
 from flask import Flask, request
-from flask_babel import Babel, format_number, get_translations
+from flask_babel import Babel, format_decimal, format_number, get_translations
 from jinja2 import pass_context
 
 from .langnames import language_name
@@ -28,11 +28,26 @@ def select_locale() -> str:
 
 
 def init_i18n(app: Flask, settings: Settings) -> None:
+    init_translations(app, settings.default_locale, select_locale)
+
+    @app.context_processor
+    def language_context():
+        return {**_language_context(settings.default_locale), "box_name": settings.box_name}
+
+
+def init_hub_i18n(app: Flask) -> None:
+    """The hub's pages, in the language central staff's browsers ask for (English otherwise)."""
+    init_translations(app, "en", lambda: request.accept_languages.best_match(list(LANGUAGES)) or "en")
+    app.context_processor(lambda: _language_context("en"))
+
+
+def init_translations(app: Flask, default_locale: str, locale_selector) -> None:
+    """Flask-Babel over ui/translations, and the templates' gettext callables and filters."""
     from .app import UI_DIR
 
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(UI_DIR / "translations")
-    app.config["BABEL_DEFAULT_LOCALE"] = settings.default_locale
-    Babel(app, locale_selector=select_locale)
+    app.config["BABEL_DEFAULT_LOCALE"] = default_locale
+    Babel(app, locale_selector=locale_selector)
     # The templates' _() and ngettext() take the page's translations from its context, looked up
     # once per page: Flask-Babel's own callables look them up again for each string (a tenth of a
     # search page's time went there).
@@ -48,20 +63,20 @@ def init_i18n(app: Flask, settings: Settings) -> None:
     # A kept message (appliance/messages.py) in the page's language.
     app.jinja_env.filters["said"] = pass_context(
         lambda ctx, m: m.translated(_page_translations(ctx), isolate=ctx.get("ui_dir") == "rtl"))
+    app.jinja_env.filters["tenths"] = lambda x: format_decimal(x, format="#,##0.0")
 
-    @app.context_processor
-    def language_context():
-        from flask_babel import get_locale
 
-        locale = str(get_locale() or settings.default_locale)
-        return {
-            "ui_translations": get_translations(),
-            "language_name": language_name,
-            "ui_lang": locale,
-            "ui_dir": "rtl" if locale in RTL else "ltr",
-            "ui_languages": LANGUAGES,
-            "box_name": settings.box_name,
-        }
+def _language_context(default_locale: str) -> dict:
+    from flask_babel import get_locale
+
+    locale = str(get_locale() or default_locale)
+    return {
+        "ui_translations": get_translations(),
+        "language_name": language_name,
+        "ui_lang": locale,
+        "ui_dir": "rtl" if locale in RTL else "ltr",
+        "ui_languages": LANGUAGES,
+    }
 
 
 def format_count(n: int) -> str:

@@ -342,3 +342,16 @@ def test_what_is_retried_and_how_long_it_waits():
     with pytest.raises(OSError):
         downloader.get("anything", 100)
     assert len(sleeps) == 5 and sleeps == sorted(sleeps) and sleeps[-1] > 4 * sleeps[0]
+
+
+def test_the_hub_dashboard_speaks_the_staffs_language(tmp_path):
+    from content_sync.hub.app import create_hub_app
+
+    client = create_hub_app(tmp_path / "hub").test_client()
+    english = client.get("/").get_data(as_text=True)
+    assert "Boxes (0)" in english and "No statistics yet." in english and 'lang="en"' in english
+    vietnamese = client.get("/", headers={"Accept-Language": "vi-VN,vi;q=0.9"}).get_data(as_text=True)
+    assert "Máy thư viện (0)" in vietnamese and "Chưa có số liệu thống kê." in vietnamese
+    assert "Đã nhận 0 gói thống kê." in vietnamese and "Boxes" not in vietnamese
+    arabic = client.get("/", headers={"Accept-Language": "ar"}).get_data(as_text=True)
+    assert 'dir="rtl"' in arabic and "الخادم المركزي للمكتبة" in arabic

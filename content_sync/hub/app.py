@@ -20,10 +20,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from flask import Flask, abort, jsonify, render_template, request, send_from_directory
+from flask_babel import gettext as _
 
 from appliance.app import UI_DIR
 from appliance.charts import bar_chart
 from appliance.fsutil import atomic_write_bytes, atomic_write_text
+from appliance.i18n import init_hub_i18n
 
 from .. import bundles
 from ..statsbatch import BatchInvalid, ack_message, verify_batch
@@ -86,6 +88,7 @@ def create_hub_app(data_dir: Path, clock=time.time) -> Flask:
     app = Flask(__name__, template_folder=str(UI_DIR / "templates"), static_folder=str(UI_DIR / "static"))
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.extensions["hub_store"] = store
+    init_hub_i18n(app)
 
     @app.get("/releases/<path:relpath>")
     def release_file(relpath: str):
@@ -140,7 +143,7 @@ def create_hub_app(data_dir: Path, clock=time.time) -> Flask:
         per_day = store.reads_per_day(30)
         return render_template(
             "hub/dashboard.html", boxes=store.boxes(), now=clock(),
-            reads_chart=bar_chart([(d[5:], n) for d, n in per_day], title="Books opened per day, all boxes",
+            reads_chart=bar_chart([(d[5:], n) for d, n in per_day], title=_("Books opened per day, all boxes"),
                                   label_every=5),
             per_day=per_day, top_books=store.top_books(20), unfound=store.unfound_searches(30),
             batches=store.batch_count(),
