@@ -102,4 +102,5 @@ def installed_releases(db: sqlite_utils.Database) -> list[dict] | None:
     """The installed channel releases as the catalog records them; None on a box without channel tables."""
     if "channels" not in db.table_names():
         return None
-    return [dict(row) for row in db.query("SELECT * FROM channels ORDER BY 1 LIMIT 200")]
+    return [dict(row) for row in db.query(
+        "SELECT name, subscribed, version, manifest_sha256 FROM channels ORDER BY name LIMIT 200")]

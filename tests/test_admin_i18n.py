@@ -191,6 +191,23 @@ def test_a_count_in_a_kept_message_takes_the_languages_plural_forms():
         assert str(said) and said.translated(french) and said.translated(arabic, isolate=True)
 
 
+def test_the_system_page_lists_the_channels_releases_in_the_page_language(admin_client, settings):
+    from appliance import db as dbmod
+
+    db = dbmod.connect(settings.db_path)
+    with db.atomic():
+        db.execute("INSERT INTO channels (name, subscribed, version, manifest_sha256) VALUES ('vi-literature', 1, 3, ?)",
+                   ["ab12cd34ef56" + "0" * 52])
+        db.execute("INSERT INTO channels (name, subscribed) VALUES ('vi-nong-nghiep', 0)")
+    db.close()
+    admin_client.set_cookie("lang", "fr")
+    page = text(admin_client.get("/admin/system"))
+    assert "<th>Chaîne</th><th>Version installée</th><th>Suivie</th>" in page
+    assert "vi-literature</td><td>3</td>" in page and "ab12cd34ef56<" in page and "0" * 52 not in page
+    assert "vi-nong-nghiep</td><td>aucune pour l’instant</td>" in page
+    assert "manifest_sha256" not in page and "installed_seq" not in page
+
+
 def test_wrong_password_is_said_in_french(client, librarian):
     answer = log_in(client, password="not the password", headers={"Accept-Language": "fr"})
     assert answer.status_code == 403
