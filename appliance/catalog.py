@@ -350,13 +350,32 @@ def add_quarantine(db: sqlite_utils.Database, sha256: str, file_name: str, reaso
         )
 
 
-def quarantined(db: sqlite_utils.Database) -> list[dict]:
-    """The quarantined files, latest first; ``reason`` a Message."""
-    out = []
-    for row in db.query("SELECT * FROM quarantine ORDER BY seq DESC"):
-        row["reason"] = _kept_message(row.pop("reason_message"), row["reason"])
-        out.append(row)
-    return out
+def remove_quarantine(db: sqlite_utils.Database, sha256: str) -> str | None:
+    """Forget a quarantined file; its name, or None when it was not quarantined."""
+    with db.atomic():
+        row = db.execute("SELECT file_name FROM quarantine WHERE sha256 = ?", [sha256]).fetchone()
+        if row is not None:
+            db.execute("DELETE FROM quarantine WHERE sha256 = ?", [sha256])
+    return row[0] if row else None
+
+
+def quarantined(db: sqlite_utils.Database, limit: int = -1) -> list[dict]:
+    """The quarantined files, latest first (at most ``limit``); ``reason`` a Message."""
+    return [_quarantine_row(row) for row in db.query("SELECT * FROM quarantine ORDER BY seq DESC LIMIT ?", [limit])]
+
+
+def quarantine_entry(db: sqlite_utils.Database, entry_id: int) -> dict | None:
+    row = next(db.query("SELECT * FROM quarantine WHERE id = ?", [entry_id]), None)
+    return _quarantine_row(row) if row else None
+
+
+def count_quarantined(db: sqlite_utils.Database) -> int:
+    return db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+
+
+def _quarantine_row(row: dict) -> dict:
+    row["reason"] = _kept_message(row.pop("reason_message"), row["reason"])
+    return row
 
 
 def _kept_message(kept: str | None, english: str) -> Message:

@@ -79,6 +79,13 @@ def _language_context(default_locale: str) -> dict:
     }
 
 
+def in_page_language(message) -> str:
+    """A kept message (appliance/messages.py) in the language of the page being made."""
+    from flask_babel import get_locale
+
+    return message.translated(get_translations(), isolate=str(get_locale()) in RTL)
+
+
 def format_count(n: int) -> str:
     """A count as the page's language writes it: 22.603 in Vietnamese, 22 603 in French (digits
     are Latin in every language; below a thousand nothing differs, and search pages print a dozen

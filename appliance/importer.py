@@ -6,7 +6,6 @@ never stops the batch. Re-importing the same file (same hash) is a no-op.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from . import catalog
+from . import catalog, quarantine
 from .blobs import BlobStore, sha256_file
 from .epub import BookRecord, EpubUnreadable, read_epub
 from .fsutil import free_bytes
@@ -149,20 +148,13 @@ class Importer:
             self._quarantine(path, sha, read, report)
             return
         book_id = store_record(self.db, self.blobs, path, read)
+        quarantine.forget(self.settings, self.db, sha)  # read after all (a newer reader, or read again)
         report.imported.append((str(path), book_id))
         report.warnings.extend((str(path), w) for w in read.warnings)
 
     def _quarantine(self, path: Path, sha: str, reason: Message, report: ImportReport) -> None:
-        folder = self.settings.quarantine_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"{sha[:12]}-{_safe_name(path.name)}"
-        if not target.exists():
-            tmp = target.with_name("." + target.name + ".tmp")
-            shutil.copyfile(path, tmp)
-            tmp.replace(target)
-        catalog.add_quarantine(self.db, sha, path.name, reason)
+        quarantine.keep(self.settings, self.db, path, sha, reason)
         report.quarantined.append((str(path), reason))
-        logger.warning("quarantined %s: %s", path, reason)
 
     def import_paths(self, paths: Iterable[Path], progress: Callable[[Path], None] | None = None,
                      index_every: int = 50, index_every_max: int = 1000, bulk: bool = False) -> ImportReport:
@@ -287,7 +279,3 @@ def _read(path: Path) -> BookRecord | Message:
 def _unexpected(e: Exception) -> Message:
     return say(N_("unexpected error while reading: %(detail)s"), detail=f"{type(e).__name__}: {e}")
 
-
-def _safe_name(name: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-    return keep[-100:] or "file"

@@ -218,15 +218,42 @@ def _stage(storage: FileStorage, settings: Settings, limit: int) -> Path:
 
 def import_upload(storage: FileStorage, settings: Settings, db: sqlite_utils.Database) -> UploadOutcome:
     """Check, stage and import one uploaded file; the staged copy is always removed afterwards."""
-    # Imported here, not at the top: a server that only lends books never loads the EPUB reader.
-    from .importer import DiskFull, Importer, ImportReport
-
     shown = (storage.filename or "").strip()[:120] or "?"
     try:
         path = _stage(storage, settings, settings.upload_max_mb * 1024 * 1024)
     except UploadRefused as e:
         logger.info("upload refused: %s", e)
         return UploadOutcome(shown, "refused", str(e))
+    return _import_staged(path, shown, settings, db)
+
+
+def retry_quarantined(entry: dict, settings: Settings, db: sqlite_utils.Database) -> UploadOutcome:
+    """Read a quarantined file (a row of ``catalog.quarantined``) again, as an upload of its copy:
+    a newer version of the box may read what an older one could not. Imported, it leaves
+    quarantine; still unreadable, its reason is the new one."""
+    from .quarantine import copy_path
+
+    shown = entry["file_name"]
+    copy = copy_path(settings, entry["sha256"], entry["file_name"])
+    if not copy.is_file():
+        return UploadOutcome(shown, "refused", _("The file is no longer in the quarantine folder."))
+    base = uploads_dir(settings)
+    base.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="retry-", dir=base))
+    path = folder / (Path(entry["file_name"]).name or "book.epub")
+    try:
+        shutil.copyfile(copy, path)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return _import_staged(path, shown, settings, db)
+
+
+def _import_staged(path: Path, shown: str, settings: Settings, db: sqlite_utils.Database) -> UploadOutcome:
+    """Check and import a file staged in a folder of its own, which is removed afterwards."""
+    # Imported here, not at the top: a server that only lends books never loads the EPUB reader.
+    from .importer import DiskFull, Importer, ImportReport
+
     try:
         check_epub_archive(path)
         report = ImportReport()

@@ -272,3 +272,83 @@ def test_a_rebuild_that_fails_says_so_and_leaves_the_index_serving(admin_client,
     assert "The last rebuild failed; searches use the index as it was." in page
     assert "<strong>failed</strong>" not in page  # the index itself is as good as before the press
     assert "Đường về bản" in admin_client.get("/search?q=khen+vong").get_data(as_text=True)
+
+
+def _no_package() -> bytes:
+    """A zip an upload takes for an EPUB (its mimetype says so) that holds no package document."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("mimetype", "application/epub+zip", compress_type=zipfile.ZIP_STORED)
+        z.writestr("OEBPS/chapter.xhtml", "<html><body><p>Một trang.</p></body></html>")
+    return buffer.getvalue()
+
+
+def _quarantine_rows(settings) -> list[dict]:
+    db = catalog_db(settings)
+    try:
+        return [dict(r) for r in db.query("SELECT id, sha256, file_name, reason FROM quarantine")]
+    finally:
+        db.close()
+
+
+def test_a_quarantined_file_is_read_again_or_removed_from_the_system_page(admin_client, settings):
+    upload(admin_client, "hong.epub", _no_package())
+    [entry] = _quarantine_rows(settings)
+    copies = list(settings.quarantine_dir.iterdir())
+    assert len(copies) == 1 and "no OPF package document" in entry["reason"]
+    page = admin_client.get("/admin/system").get_data(as_text=True)
+    assert "Read it again" in page and "Remove" in page
+
+    again = post_form(admin_client, f"/admin/quarantine/{entry['id']}/retry", {"back": "system"}, page="/admin/system")
+    assert again.status_code == 303 and again.headers["Location"].endswith("/admin/system")
+    shown = admin_client.get("/admin/system").get_data(as_text=True)
+    assert "hong.epub still cannot be read: no OPF package document found" in shown
+    assert [r["file_name"] for r in _quarantine_rows(settings)] == ["hong.epub"]
+    assert list(settings.quarantine_dir.iterdir()) == copies  # one copy still, not a second
+    assert not any(p.name.startswith("retry-") for p in (settings.home / "staging" / "uploads").iterdir())
+
+    removed = post_form(admin_client, f"/admin/quarantine/{entry['id']}/remove", {"back": "upload"},
+                        page="/admin/system")
+    assert removed.status_code == 303 and removed.headers["Location"].endswith("/admin/upload")
+    assert "hong.epub is taken out of quarantine" in admin_client.get("/admin/upload").get_data(as_text=True)
+    assert _quarantine_rows(settings) == [] and list(settings.quarantine_dir.iterdir()) == []
+    gone = post_form(admin_client, f"/admin/quarantine/{entry['id']}/retry", page="/admin/system")
+    assert gone.status_code == 404
+
+
+def test_a_good_book_quarantined_by_a_crash_is_read_again_into_the_catalog(admin_client, settings, make_epub):
+    """A worker killed in a large import quarantines a readable book ("unexpected error while
+    reading"); reading it again from the system page brings it in under its own name."""
+    from appliance import quarantine
+    from appliance.blobs import sha256_file
+    from appliance.messages import say
+
+    book = make_epub(title="Sách bị kẹt", name="sach-bi-ket.epub")
+    db = catalog_db(settings)
+    quarantine.keep(settings, db, book, sha256_file(book),
+                    say("unexpected error while reading: %(detail)s", detail="BrokenProcessPool: a worker died"))
+    db.close()
+    [entry] = _quarantine_rows(settings)
+    answer = post_form(admin_client, f"/admin/quarantine/{entry['id']}/retry", page="/admin/system",
+                       follow_redirects=True)
+    assert "sach-bi-ket.epub could be read this time and is now in the catalog." in answer.get_data(as_text=True)
+    assert _quarantine_rows(settings) == [] and list(settings.quarantine_dir.iterdir()) == []
+    db = catalog_db(settings)
+    assert [tuple(r) for r in db.execute("SELECT title, file_name FROM books")] == [("Sách bị kẹt", "sach-bi-ket.epub")]
+    db.close()
+
+
+def test_importing_a_quarantined_file_after_all_takes_it_out_of_quarantine(settings, make_epub):
+    from appliance import quarantine
+    from appliance.blobs import sha256_file
+    from appliance.messages import say
+    from tests.conftest import import_files
+
+    book = make_epub(title="Về sau đọc được")
+    db = catalog_db(settings)
+    quarantine.keep(settings, db, book, sha256_file(book), say("the file is empty"))
+    db.close()
+    assert len(_quarantine_rows(settings)) == 1
+    report = import_files(settings, [book])
+    assert len(report.imported) == 1
+    assert _quarantine_rows(settings) == [] and list(settings.quarantine_dir.iterdir()) == []

@@ -33,7 +33,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .. import auth, indexing
+from .. import auth, catalog, indexing
 from ..app import get_db, library_state
 from ..background import jobs
 from ..ratelimit import FailureLimiter
@@ -255,7 +255,7 @@ def dashboard():
     return render_template(
         "admin/dashboard.html",
         books=counts[0], hidden=counts[1],
-        quarantined=db.execute("SELECT count(*) FROM quarantine").fetchone()[0],
+        quarantined=catalog.count_quarantined(db),
         pending_index=indexing.pending_count(db),
         index_state=index_state_text(),
     )

@@ -8,12 +8,14 @@ import warnings
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from .. import catalog
+from .. import catalog, quarantine
 from ..app import get_db, library_state
+from ..i18n import in_page_language
 from ..textfold import fold
 from .admin import bp
 
 PER_PAGE = 50
+UPLOAD_QUARANTINE_SHOWN = 20  # the latest quarantined files under the upload form
 COVER_MAX_PIXELS = 40_000_000
 COVER_MAX_SIDE = 1600
 COVER_FORMATS = {"JPEG", "PNG", "GIF", "WEBP"}
@@ -63,12 +65,56 @@ def upload():
         outcomes = import_uploads(files, settings, get_db())
         if not outcomes:
             flash(_("Choose one or more EPUB files first."))
-    quarantined = catalog.quarantined(get_db())[:20]
+    quarantined = catalog.quarantined(get_db(), UPLOAD_QUARANTINE_SHOWN)
     status = 200
     if outcomes and all(o.status == "refused" for o in outcomes):
         status = 400
     return render_template("admin/upload.html", outcomes=outcomes, quarantined=quarantined,
                            limit_mb=settings.upload_max_mb), status
+
+
+@bp.post("/quarantine/<int:entry_id>/retry")
+def quarantine_retry(entry_id: int):
+    """Read a quarantined file again (a newer version of the box may read it)."""
+    from ..uploads import retry_quarantined
+
+    db, settings = get_db(), library_state().settings
+    entry = _quarantine_entry(db, entry_id)
+    name = entry["file_name"]
+    outcome = retry_quarantined(entry, settings, db)
+    if outcome.status == "imported":
+        flash(_("%(name)s could be read this time and is now in the catalog.", name=name))
+    elif outcome.status == "duplicate":
+        quarantine.forget(settings, db, entry["sha256"])
+        flash(_("%(name)s is in the catalog already; it is taken out of quarantine.", name=name))
+    elif outcome.status == "quarantined":
+        flash(_("%(name)s still cannot be read: %(reason)s", name=name, reason=in_page_language(outcome.message)))
+    else:
+        flash(_("%(name)s still cannot be read: %(reason)s", name=name, reason=outcome.message))
+    return redirect(_quarantine_page(), code=303)
+
+
+@bp.post("/quarantine/<int:entry_id>/remove")
+def quarantine_remove(entry_id: int):
+    """Forget a quarantined file and delete its copy."""
+    db = get_db()
+    entry = _quarantine_entry(db, entry_id)
+    quarantine.forget(library_state().settings, db, entry["sha256"])
+    flash(_("%(name)s is taken out of quarantine and its copy deleted.", name=entry["file_name"]))
+    return redirect(_quarantine_page(), code=303)
+
+
+def _quarantine_entry(db, entry_id: int) -> dict:
+    entry = catalog.quarantine_entry(db, entry_id)
+    if entry is None:
+        abort(404, _("This file is not in quarantine."))
+    return entry
+
+
+def _quarantine_page() -> str:
+    """Back to the page the librarian acted from, the upload page or the system page (at its top,
+    where the message saying what happened is)."""
+    return url_for("admin.upload" if request.form.get("back") == "upload" else "admin.system")
 
 
 def _too_long(name: str) -> str:

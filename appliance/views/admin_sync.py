@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 from flask import flash, redirect, url_for
-from flask_babel import get_locale, get_translations
 from flask_babel import gettext as _
 
 from ..app import library_state
 from ..background import jobs
-from ..i18n import RTL, format_count
+from ..i18n import format_count, in_page_language
 from .admin import bp
 
 
@@ -21,7 +20,7 @@ def sync_status() -> list[str]:
 
     state = SyncAgent(library_state().settings).status()
     error = last_error(state)
-    error_text = error.translated(get_translations(), isolate=str(get_locale()) in RTL) if error else _("none")
+    error_text = in_page_language(error) if error else _("none")
     return [
         _("hub: %(hub)s", hub=state.get("hub") or _("not set (LIBRARY_HUB_URL)")),
         _("last attempt: %(when)s", when=when(state.get("sync_last_attempt"))),

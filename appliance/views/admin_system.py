@@ -12,6 +12,7 @@ from ..boxstatus import cpu_temperature, disk_status, installed_releases, thrott
 from .admin import bp, index_state_text
 
 WELCOME_KEY = "welcome_text"
+QUARANTINE_SHOWN = 100  # the latest quarantined files on the system page
 WELCOME_MAX_CHARS = 2000
 
 
@@ -27,7 +28,8 @@ def system():
         rebuild_running=jobs().rebuild_running(),
         rebuild_failed=jobs().rebuild_failed(),
         releases=installed_releases(db),
-        quarantined=catalog.quarantined(db),
+        quarantined=catalog.quarantined(db, QUARANTINE_SHOWN),
+        quarantined_count=catalog.count_quarantined(db),
         temperature=cpu_temperature(),
         throttled=throttling(),
     )
