@@ -240,12 +240,15 @@ def retry_quarantined(entry: dict, settings: Settings, db: sqlite_utils.Database
     base = uploads_dir(settings)
     base.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="retry-", dir=base))
-    path = folder / (Path(entry["file_name"]).name or "book.epub")
+    name = Path(entry["file_name"]).name
+    path = folder / (name if name and not name.startswith(".") else "book.epub")
     try:
         shutil.copyfile(copy, path)
-    except OSError:
+    except OSError as e:
         shutil.rmtree(folder, ignore_errors=True)
-        raise
+        logger.warning("cannot copy %s out of quarantine: %s", copy, e)
+        return UploadOutcome(shown, "refused", _("The file cannot be copied out of the quarantine folder (%(detail)s).",
+                                                 detail=e.strerror or str(e)))
     return _import_staged(path, shown, settings, db)
 
 

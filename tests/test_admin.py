@@ -352,3 +352,15 @@ def test_importing_a_quarantined_file_after_all_takes_it_out_of_quarantine(setti
     report = import_files(settings, [book])
     assert len(report.imported) == 1
     assert _quarantine_rows(settings) == [] and list(settings.quarantine_dir.iterdir()) == []
+
+
+def test_reading_again_a_file_whose_copy_was_deleted_by_hand_says_so(admin_client, settings):
+    upload(admin_client, "hong.epub", _no_package())
+    [entry] = _quarantine_rows(settings)
+    for copy in settings.quarantine_dir.iterdir():
+        copy.unlink()
+    answer = post_form(admin_client, f"/admin/quarantine/{entry['id']}/retry", page="/admin/system",
+                       follow_redirects=True)
+    assert "hong.epub still cannot be read: The file is no longer in the quarantine folder." in \
+        answer.get_data(as_text=True)
+    assert len(_quarantine_rows(settings)) == 1  # kept for the librarian to remove
