@@ -47,8 +47,9 @@ from .transfer import (
 
 logger = logging.getLogger(__name__)
 
-HUB_JOBS = ("register", "clock", "releases", "stats")
-JOBS = (*HUB_JOBS, "peers")
+# The jobs' names are marked for translation: the system page says them in the librarian's language.
+HUB_JOBS = (N_("register"), N_("clock"), N_("releases"), N_("stats"))
+JOBS = (*HUB_JOBS, N_("peers"))
 DISCOVERY_WAIT_SECONDS = 8
 STATE_KEYS = ("sync_last_attempt", "sync_last_success", "sync_last_error", "sync_failures", "sync_next_try")
 HUB_PUBLIC_KEY = "hub.pub"
@@ -338,15 +339,21 @@ def _soon(agent: SyncAgent, job: str):
 def moment_text(value) -> str | None:
     """A moment the agent recorded ("<unix seconds> <job>") as "YYYY-MM-DD HH:MM UTC (job)"; None
     when there is none."""
+    parts = moment_parts(value)
+    return f"{parts[0]} ({parts[1]})" if parts else None
+
+
+def moment_parts(value) -> tuple[str, str] | None:
+    """A moment the agent recorded, as ("YYYY-MM-DD HH:MM UTC", job); None when there is none."""
     if not value:
         return None
     stamp, _, job = str(value).partition(" ")
-    return f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(float(stamp)))} UTC ({job})"
+    return f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(float(stamp)))} UTC", job
 
 
 def _error_text(job: str, error: BaseException) -> str:
     """What ``sync_last_error`` keeps: the message, with its values, as JSON."""
-    said = messages.say(N_("%(job)s: %(error)s"), job=job, error=messages.message_of(error))
+    said = messages.say(N_("%(job)s: %(error)s"), job=Message(job), error=messages.message_of(error))
     return json.dumps(said.as_json(), ensure_ascii=False)
 
 

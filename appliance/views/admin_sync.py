@@ -13,10 +13,11 @@ from .admin import bp
 def sync_status() -> list[str]:
     """The agent's state in the librarian's language (``library sync status`` prints it in English)."""
     # The agent's imports only when this page is asked for.
-    from content_sync.agent import SyncAgent, last_error, moment_text
+    from content_sync.agent import SyncAgent, last_error, moment_parts
 
     def when(value) -> str:
-        return moment_text(value) or _("never")
+        parts = moment_parts(value)
+        return _("%(when)s (%(job)s)", when=parts[0], job=_(parts[1])) if parts else _("never")
 
     state = SyncAgent(library_state().settings).status()
     error = last_error(state)
