@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import sqlite_utils
 
 from .db import get_setting, next_seq
+from .messages import N_, SaidError
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -55,20 +56,9 @@ SESSION_CLOCK_SLACK_SECONDS = 300
 SESSION_TOUCH_SECONDS = 60
 
 
-def N_(text: str) -> str:
-    """Marks a message for the catalog of translations (pybabel finds ``N_``) and returns it as is."""
-    return text
-
-
-class AccountError(ValueError):
-    """An account change that cannot be made; the message is for the librarian.
-
-    The command line shows it in English; the librarian's pages translate ``text`` (a message
-    marked with ``N_``) and fill in ``params``."""
-
-    def __init__(self, text: str, **params) -> None:
-        super().__init__(text % params if params else text)
-        self.text, self.params = text, params
+class AccountError(SaidError, ValueError):
+    """An account change that cannot be made; the message is for the librarian (the command line
+    shows it in English, the librarian's pages in their language)."""
 
 
 class LastAdmin(AccountError):

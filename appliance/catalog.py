@@ -365,8 +365,8 @@ def quarantined(db: sqlite_utils.Database, limit: int = -1) -> list[dict]:
 
 
 def quarantine_entry(db: sqlite_utils.Database, entry_id: int) -> dict | None:
-    row = next(db.query("SELECT * FROM quarantine WHERE id = ?", [entry_id]), None)
-    return _quarantine_row(row) if row else None
+    rows = list(db.query("SELECT * FROM quarantine WHERE id = ?", [entry_id]))
+    return _quarantine_row(rows[0]) if rows else None
 
 
 def count_quarantined(db: sqlite_utils.Database) -> int:

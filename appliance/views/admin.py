@@ -36,6 +36,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .. import auth, catalog, indexing
 from ..app import get_db, library_state
 from ..background import jobs
+from ..i18n import in_page_language
 from ..ratelimit import FailureLimiter
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -105,7 +106,7 @@ def check_csrf() -> None:
 def account_message(error: auth.AccountError) -> str:
     """An account error's message in the librarian's language (auth.py keeps it in English for the
     command line)."""
-    return _(error.text, **error.params)
+    return in_page_language(error.message)
 
 
 @bp.app_template_global("admin_csrf_token")

@@ -6,6 +6,7 @@ from flask_babel import gettext as _
 
 from .. import auth
 from ..app import get_db
+from ..messages import N_
 from .admin import (
     SESSION_COOKIE,
     _clear_cookie,
@@ -57,7 +58,7 @@ def change_password(admin_id: int):
     try:
         if own and auth.authenticate(get_db(), admin.username, request.form.get("current", "")) is None:
             limiter().failed(client_address())
-            raise auth.AccountError(auth.N_("Your current password is not right."))
+            raise auth.AccountError(N_("Your current password is not right."))
         auth.check_new_password(password, request.form.get("password2", ""))
         auth.set_password(get_db(), admin.id, password, keep_session=g.admin_token if own else None)
     except auth.AccountError as e:
