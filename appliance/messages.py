@@ -85,8 +85,9 @@ def message_of(error: BaseException) -> Message:
 def say(text: str, **params) -> Message:
     """A message: ``text`` marked with N_ and its values (texts, numbers, or messages said inside
     it). Text values have their runs of white space made single spaces (they are often a parser's
-    words, with line breaks) and are cut after MAX_VALUE_CHARS."""
-    return Message(text, tuple((k, _one_line(v) if isinstance(v, str) else v) for k, v in params.items()))
+    words, with line breaks) and are cut after MAX_VALUE_CHARS; any other value (what a damaged
+    manifest held) is kept as its repr, cut the same way."""
+    return Message(text, tuple((k, _value(v)) for k, v in params.items()))
 
 
 def say_plural(singular: str, plural: str, num: int, **params) -> Message:
@@ -118,6 +119,14 @@ class _Isolated:
 
     def __repr__(self) -> str:
         return f"\u2068{self.value!r}\u2069"
+
+
+def _value(value: object) -> object:
+    if isinstance(value, str):
+        return _one_line(value)
+    if value is None or isinstance(value, (bool, int, float, Message)):
+        return value
+    return _one_line(repr(value))
 
 
 def _one_line(value: str) -> str:
