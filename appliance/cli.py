@@ -71,8 +71,10 @@ JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 8), default=default_j
 @cli.command("import", context_settings=CONTEXT)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @JOBS
+@click.option("--warnings", "show_warnings", is_flag=True,
+              help="Also print the warnings of each imported book (a missing picture, a wrong language tag...).")
 @click.pass_context
-def import_command(ctx: click.Context, paths: tuple[Path, ...], jobs: int) -> None:
+def import_command(ctx: click.Context, paths: tuple[Path, ...], jobs: int, show_warnings: bool) -> None:
     """Import EPUB files, or every EPUB found below folders.
 
     Unreadable files are quarantined with their reason; the rest go on.
@@ -105,6 +107,9 @@ def import_command(ctx: click.Context, paths: tuple[Path, ...], jobs: int) -> No
     click.echo(f"Imported: {len(report.imported)}")
     click.echo(f"Already in the catalog: {len(report.duplicates)}")
     click.echo(f"With warnings: {len({f for f, _ in report.warnings})}")
+    if show_warnings:
+        for path, warning in report.warnings:
+            click.echo(f"  {path}: {warning}")
     click.echo(f"Quarantined: {len(report.quarantined)}")
     for path, reason in report.quarantined:
         click.echo(f"  {path}: {reason}")

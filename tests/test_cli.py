@@ -309,3 +309,18 @@ def test_a_record_that_cannot_come_back_from_a_worker_quarantines_its_file(setti
     report, titles = _import_with_pool(LosesOne, 6, settings, make_epub, tmp_path, monkeypatch)
     assert titles == [f"Sách {n}" for n in (0, 1, 2, 4, 5)]
     assert [(Path(f).name, "PicklingError" in str(why)) for f, why in report.quarantined] == [("03.epub", True)]
+
+
+def test_import_prints_each_warning_when_asked(runner, make_epub, tmp_path):
+    book = make_epub(title="Không rõ tiếng", language="x-klingon-unknown",
+                     chapters=[("Chương một", ["Ngày xưa có một cô gái nghèo sống cùng mẹ già ở làng bên sông. "
+                                               "Hằng ngày cô ra đồng làm việc từ sáng sớm đến tối mịt."] * 8)])
+    quiet = runner.invoke(["import", str(book)])
+    assert "With warnings: 1" in quiet.output and "not a language tag" not in quiet.output
+    again = runner.invoke(["import", "--warnings", str(book)])  # already there: nothing imported, nothing to say
+    assert "With warnings: 0" in again.output
+    other = make_epub(title="Cũng không rõ", language="x-klingon-unknown",
+                      chapters=[("Chương một", ["Hằng ngày cô ra đồng làm việc từ sáng sớm đến tối mịt."] * 12)])
+    said = runner.invoke(["import", "--warnings", str(other)])
+    assert f"  {other}: dc:language is 'x-klingon-unknown', which is not a language tag" in said.output
+
