@@ -307,6 +307,10 @@ def test_a_quarantined_file_is_read_again_or_removed_from_the_system_page(admin_
     assert list(settings.quarantine_dir.iterdir()) == copies  # one copy still, not a second
     assert not any(p.name.startswith("retry-") for p in (settings.home / "staging" / "uploads").iterdir())
 
+    copy = admin_client.get(f"/admin/quarantine/{entry['id']}/file")  # to pass on to whoever can mend it
+    assert copy.status_code == 200 and copy.data == _no_package()
+    assert copy.headers["Content-Disposition"].startswith("attachment") and "hong.epub" in copy.headers["Content-Disposition"]
+
     removed = post_form(admin_client, f"/admin/quarantine/{entry['id']}/remove", {"back": "upload"},
                         page="/admin/system")
     assert removed.status_code == 303 and removed.headers["Location"].endswith("/admin/upload")
@@ -314,6 +318,7 @@ def test_a_quarantined_file_is_read_again_or_removed_from_the_system_page(admin_
     assert _quarantine_rows(settings) == [] and list(settings.quarantine_dir.iterdir()) == []
     gone = post_form(admin_client, f"/admin/quarantine/{entry['id']}/retry", page="/admin/system")
     assert gone.status_code == 404
+    assert admin_client.get(f"/admin/quarantine/{entry['id']}/file").status_code == 404
 
 
 def test_a_good_book_quarantined_by_a_crash_is_read_again_into_the_catalog(admin_client, settings, make_epub):

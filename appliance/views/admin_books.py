@@ -5,7 +5,7 @@ import io
 import re
 import warnings
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 
 from .. import catalog, quarantine
@@ -92,6 +92,17 @@ def quarantine_retry(entry_id: int):
     else:
         flash(_("%(name)s still cannot be read: %(reason)s", name=name, reason=outcome.message))
     return redirect(_quarantine_page(), code=303)
+
+
+@bp.get("/quarantine/<int:entry_id>/file")
+def quarantine_file(entry_id: int):
+    """The quarantined file itself, to pass on to whoever can mend it."""
+    entry = _quarantine_entry(get_db(), entry_id)
+    copy = quarantine.copy_path(library_state().settings, entry["sha256"], entry["file_name"])
+    if not copy.is_file():
+        abort(404, _("The file is no longer in the quarantine folder."))
+    return send_file(copy, mimetype="application/octet-stream", as_attachment=True,
+                     download_name=entry["file_name"] or "book.epub", max_age=0)
 
 
 @bp.post("/quarantine/<int:entry_id>/remove")
