@@ -34,7 +34,7 @@ from appliance.messages import N_, Message
 from appliance.settings import Settings
 
 from . import apply, statsbatch
-from .sources import SourceError
+from .sources import SourceError, link_failure
 from .transfer import (
     Downloader,
     HttpReleaseSource,
@@ -104,7 +104,7 @@ class SyncAgent:
                               detail=detail[:300]) from None
         except (urllib.error.URLError, OSError) as e:
             raise SourceError(N_("cannot reach the hub at %(hub)s: %(detail)s"), hub=self.hub,
-                              detail=str(getattr(e, "reason", e))) from None
+                              detail=link_failure(e)) from None
         policy.spent(len(body) + len(data or b""))
         return json.loads(body)
 
@@ -353,7 +353,11 @@ def moment_parts(value) -> tuple[str, str] | None:
 
 def _error_text(job: str, error: BaseException) -> str:
     """What ``sync_last_error`` keeps: the message, with its values, as JSON."""
-    said = messages.say(N_("%(job)s: %(error)s"), job=Message(job), error=messages.message_of(error))
+    if isinstance(error, (urllib.error.URLError, OSError)) and not isinstance(error, messages.SaidError):
+        said_error = messages.say(N_("the link failed: %(detail)s"), detail=link_failure(error))
+    else:
+        said_error = messages.message_of(error)
+    said = messages.say(N_("%(job)s: %(error)s"), job=Message(job), error=said_error)
     return json.dumps(said.as_json(), ensure_ascii=False)
 
 

@@ -24,7 +24,7 @@ from appliance.messages import N_
 from appliance.settings import Settings
 
 from . import apply, bundles, minisign, statsbatch
-from .sources import SourceError
+from .sources import SourceError, link_failure
 from .transfer import Downloader, HttpReleaseSource, LinkPolicy
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def _get_json(url: str) -> dict:
         with urllib.request.urlopen(url, timeout=TIMEOUT) as answer:
             return json.loads(answer.read(4 * 1024 * 1024))
     except (urllib.error.URLError, OSError, ValueError) as e:
-        raise SourceError(N_("cannot ask %(url)s: %(detail)s"), url=url, detail=str(getattr(e, "reason", e))) from None
+        raise SourceError(N_("cannot ask %(url)s: %(detail)s"), url=url, detail=link_failure(e)) from None
 
 
 def _post(url: str, data: bytes) -> None:

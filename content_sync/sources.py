@@ -7,14 +7,16 @@ everything it returns is checked by the caller (signatures, sizes, hashes).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from appliance.messages import N_, SaidError
+from appliance.messages import N_, Message, SaidError, say
 
 CHUNK = 256 * 1024
 SMALL_FILE_LIMIT = 64 * 1024 * 1024
@@ -23,6 +25,23 @@ HTTP_TIMEOUT = 60
 
 class SourceError(SaidError):
     """The source cannot give a file (missing, unreachable)."""
+
+
+def link_failure(error: BaseException) -> Message | str:
+    """Why a connection failed, for a librarian: the usual failures of a village's link named (in
+    words a page translates), anything else as Python says it."""
+    reason = getattr(error, "reason", error)
+    if isinstance(reason, socket.gaierror):
+        return say(N_("its name cannot be looked up from here"))
+    if isinstance(reason, ConnectionRefusedError):
+        return say(N_("the connection was refused"))
+    if isinstance(reason, TimeoutError):
+        return say(N_("no answer in time"))
+    if isinstance(reason, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+        return say(N_("the connection was cut"))
+    if isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN):
+        return say(N_("no network leads there"))
+    return str(reason)
 
 
 class BlobTooLarge(SourceError):
@@ -125,7 +144,7 @@ class HttpSource(ReleaseSource):
                               reason=str(e.reason)) from None
         except (urllib.error.URLError, OSError) as e:
             raise SourceError(N_("cannot reach %(where)s: %(detail)s"), where=self.where(relpath),
-                              detail=str(getattr(e, "reason", e))) from None
+                              detail=link_failure(e)) from None
 
     def read(self, relpath: str, limit: int = SMALL_FILE_LIMIT) -> bytes:
         with self._open(relpath) as answer:

@@ -151,15 +151,15 @@ def test_why_the_last_sync_failed_is_said_in_the_page_language(admin_client, run
     assert not result.ok
     admin_client.set_cookie("lang", "vi")
     page = text(admin_client.get("/admin/system"))
-    assert (f"lỗi gần nhất: đăng ký với máy chủ trung tâm: không kết nối được máy chủ trung tâm ở {closed}:"
-            in page)
+    assert (f"lỗi gần nhất: đăng ký với máy chủ trung tâm: không kết nối được máy chủ trung tâm ở {closed}: "
+            "kết nối bị từ chối" in page)
     assert "UTC (đăng ký với máy chủ trung tâm)" in page  # the last attempt, and which job it was
     assert "cannot reach the hub" not in page and "register" not in page
     admin_client.set_cookie("lang", "fr")
-    assert (f"inscription auprès du serveur central : impossible de joindre le serveur central à {closed} :"
-            in text(admin_client.get("/admin/system")))
+    assert (f"inscription auprès du serveur central : impossible de joindre le serveur central à {closed} : "
+            "la connexion a été refusée" in text(admin_client.get("/admin/system")))
     status = runner.invoke(["sync", "status"])
-    assert f"last error: register: cannot reach the hub at {closed}: " in status.output
+    assert f"last error: register: cannot reach the hub at {closed}: the connection was refused" in status.output
 
 
 def test_a_count_in_a_kept_message_takes_the_languages_plural_forms():

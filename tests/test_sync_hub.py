@@ -355,3 +355,21 @@ def test_the_hub_dashboard_speaks_the_staffs_language(tmp_path):
     assert "Đã nhận 0 gói thống kê." in vietnamese and "Boxes" not in vietnamese
     arabic = client.get("/", headers={"Accept-Language": "ar"}).get_data(as_text=True)
     assert 'dir="rtl"' in arabic and "الخادم المركزي للمكتبة" in arabic
+
+
+def test_the_usual_failures_of_a_link_are_named_for_the_librarian():
+    import errno
+    import urllib.error
+
+    from content_sync.sources import link_failure
+
+    named = {
+        "its name cannot be looked up from here": urllib.error.URLError(socket.gaierror(-2, "Name or service not known")),
+        "the connection was refused": urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")),
+        "no answer in time": TimeoutError("timed out"),
+        "the connection was cut": ConnectionResetError(104, "Connection reset by peer"),
+        "no network leads there": urllib.error.URLError(OSError(errno.ENETUNREACH, "Network is unreachable")),
+    }
+    for words, error in named.items():
+        assert str(link_failure(error)) == words
+    assert link_failure(urllib.error.URLError("unknown url type: ftp")) == "unknown url type: ftp"
