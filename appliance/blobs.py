@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,8 +155,3 @@ class BlobStore:
         os.chmod(tmp, 0o644)
         os.replace(tmp, final)
         fsync_dir(final.parent)
-
-
-def copy_blob(store: BlobStore, sha256: str, dest: Path) -> None:
-    with store.open(sha256) as src, open(dest, "wb") as out:
-        shutil.copyfileobj(src, out, CHUNK)
