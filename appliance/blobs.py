@@ -69,7 +69,7 @@ class BlobStore:
         """
         digest = hashlib.sha256()
         self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".incoming.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".incoming.{os.getpid()}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
                 for chunk in iter(lambda: src.read(CHUNK), b""):
@@ -127,17 +127,21 @@ class BlobStore:
                         yield name
 
     def clean_temporaries(self) -> int:
-        """Remove temp files left by a write a power cut interrupted."""
+        """Remove the temporary files of writes whose process ended mid-way (a power cut, a kill):
+        each is named after its writer's process, and one still running keeps its own."""
         removed = 0
         if self.root.is_dir():
-            for tmp in self.root.glob(".*.tmp"):
+            for tmp in self.root.glob(".incoming.*.tmp"):
+                writer = _writer_pid(tmp.name)
+                if writer is not None and _running(writer):
+                    continue
                 tmp.unlink(missing_ok=True)
                 removed += 1
         return removed
 
     def _install(self, sha: str, write) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".incoming.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".incoming.{os.getpid()}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out:
                 write(out)
@@ -155,3 +159,21 @@ class BlobStore:
         os.chmod(tmp, 0o644)
         os.replace(tmp, final)
         fsync_dir(final.parent)
+
+
+def _writer_pid(name: str) -> int | None:
+    """The process a temporary file ``.incoming.<pid>.<random>.tmp`` was written by (None for
+    files older versions named without it)."""
+    part = name.split(".")[2] if name.count(".") >= 4 else ""
+    return int(part) if part.isdigit() else None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+

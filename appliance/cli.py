@@ -147,12 +147,16 @@ def run_server(settings: Settings) -> None:
     from .admin_cli import announce_setup_code
     from .app import create_app
     from .background import start_index_keeper
+    from .blobs import BlobStore
     from .httpserver import StopFlag, create_server, serve_until, shared_port_sockets
     from .memory import MemoryTrimmer, limit_arenas
     from .uploads import prepare_server
     from .webworkers import Workers, worker_count
 
     limit_arenas()
+    left = BlobStore(settings.blobs_dir).clean_temporaries()
+    if left:
+        logger.info("removed %d unfinished files a power cut or a crash left in the blob store", left)
     app = create_app(settings)
     count = worker_count(settings)
     sockets = shared_port_sockets(settings.host, settings.port, count) if count > 1 else None

@@ -180,3 +180,30 @@ def test_kill_during_a_compaction_leaves_the_index_as_it_was_or_compacted(settin
         assert [index.search(f"dau{n}").total for n in range(100)] == [1] * 100
     finally:
         index.close()
+
+
+def test_a_blob_write_cut_short_leaves_a_file_the_next_start_removes(tmp_path):
+    """A process killed while it writes a book into the store leaves its temporary file; the
+    server's start removes it, and leaves alone one that a running process is still writing."""
+    store = tmp_path / "blobs"
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from appliance.blobs import BlobStore\n"
+        "def slow(out):\n"
+        "    out.write(b'x' * 4096); out.flush(); print('writing', flush=True); time.sleep(60)\n"
+        f"BlobStore(Path({str(store)!r}))._install('0' * 64, slow)\n")],
+        stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "writing"
+    os.kill(writer.pid, signal.SIGKILL)  # the power cut
+    writer.wait(timeout=10)
+    [left] = store.glob(".incoming.*.tmp")
+    mine = store / f".incoming.{os.getpid()}.abc123.tmp"  # a write under way in a running process
+    mine.write_bytes(b"y")
+    older = store / ".incoming.k2j4h5.tmp"  # named as before writers were named
+    older.write_bytes(b"z")
+
+    assert BlobStore(store).clean_temporaries() == 2
+    assert not left.exists() and not older.exists() and mine.exists()
+    assert BlobStore(store).put_bytes(b"a book")
+    assert sorted(store.glob(".incoming.*")) == [mine]  # a finished write leaves nothing behind
