@@ -139,9 +139,6 @@ class Jobs:
         """Run every job of the sync agent once; False when one started here still runs."""
         return self._start("sync")
 
-    def sync_running(self) -> bool:
-        return self._running("sync")
-
     def join(self, timeout: float | None = None) -> None:
         """Wait for the jobs started here (for tests)."""
         for watcher in list(self._watchers.values()):

@@ -76,10 +76,6 @@ class Peer:
     def web_url(self) -> str:
         return self.base_url + "/"
 
-    @property
-    def sync_url(self) -> str:
-        return self.base_url + self.path
-
 
 def encode_channels(channels: Mapping[str, int]) -> str:
     """``name=version`` pairs joined by commas, cut to fit one TXT value."""

@@ -21,7 +21,6 @@ What an upload goes through, in order:
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 import unicodedata
@@ -288,17 +287,3 @@ def import_uploads(files: list[FileStorage], settings: Settings, db: sqlite_util
         outcomes.append(import_upload(storage, settings, db))
         storage.close()
     return outcomes
-
-
-def staged_bytes(settings: Settings) -> int:
-    """Bytes currently in staging/uploads (0 when idle); for the system page and tests."""
-    folder = uploads_dir(settings)
-    total = 0
-    for root, _dirs, files in os.walk(folder):
-        for f in files:
-            try:
-                total += os.path.getsize(os.path.join(root, f))
-            except OSError:
-                pass
-    return total
-
