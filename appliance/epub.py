@@ -94,7 +94,6 @@ class BookRecord:
     chapters: tuple[ChapterRecord, ...]
     warnings: tuple[Message, ...]
     cover_href: str | None = None  # where the cover sits inside the zip
-    opf_href: str = ""  # where the package document sits inside the zip
 
 
 class _MemberUnreadable(SaidError):
@@ -157,7 +156,6 @@ class _Archive:
         if declared > MAX_ARCHIVE_BYTES:
             raise EpubUnreadable(N_("the archive would expand to %(size)s, more than the %(limit)s one book may take"),
                                  size=_size_mb(declared), limit=_size_mb(MAX_ARCHIVE_BYTES))
-        self.declared_bytes = declared
         for name, infos in seen.items():
             if len(infos) > 1:
                 if len({(i.CRC, i.file_size) for i in infos}) > 1:
@@ -767,7 +765,6 @@ def read_epub(path: Path) -> BookRecord:
         chapters=tuple(chapters),
         warnings=warn.final(),
         cover_href=cover_href,
-        opf_href=package.opf_path,
     )
 
 
