@@ -56,10 +56,6 @@ class BlobHashMismatch(bundles.BundleError):
     pass
 
 
-class NotSubscribed(bundles.BundleError):
-    pass
-
-
 @dataclass
 class ApplyResult:
     channel: str
