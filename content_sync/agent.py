@@ -99,9 +99,8 @@ class SyncAgent:
             with urllib.request.urlopen(request, timeout=timeout) as answer:
                 body = answer.read(4 * 1024 * 1024)
         except urllib.error.HTTPError as e:
-            detail = e.read(2000).decode("utf-8", "replace")
             raise SourceError(N_("the hub answered %(code)d to %(path)s: %(detail)s"), code=e.code, path=path,
-                              detail=detail[:300]) from None
+                              detail=_refusal(e)) from None
         except (urllib.error.URLError, OSError) as e:
             raise SourceError(N_("cannot reach the hub at %(hub)s: %(detail)s"), hub=self.hub,
                               detail=link_failure(e)) from None
@@ -349,6 +348,19 @@ def moment_parts(value) -> tuple[str, str] | None:
         return None
     stamp, _, job = str(value).partition(" ")
     return f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(float(stamp)))} UTC", job
+
+
+def _refusal(answer: urllib.error.HTTPError) -> str:
+    """What the hub said when it refused a request: its JSON ``message`` (the hub's API answers
+    refusals so), else the start of its body."""
+    body = answer.read(2000).decode("utf-8", "replace")
+    try:
+        said = json.loads(body)
+    except ValueError:
+        said = None
+    if isinstance(said, dict) and isinstance(said.get("message"), str):
+        return said["message"]
+    return body[:300]
 
 
 def _error_text(job: str, error: BaseException) -> str:

@@ -187,6 +187,19 @@ def test_hub_refuses_bad_batches_and_unknown_boxes(hub, settings, make_epub):
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(urllib.request.Request(hub_url + "/api/v1/batches", data=data))
         assert caught.value.code == code
+        said = json.loads(caught.value.read())  # the API refuses in JSON, as the box's API does
+        assert said["status"] == code and said["message"]
+    # The box's agent says the hub's reason, not its page: the statistics of a box the hub does
+    # not know yet.
+    from content_sync.agent import SyncAgent, last_error
+
+    waiting = statsbatch.outbox_folder(settings.outbox_dir, key.public_b64) / f"{1:08d}.json"
+    waiting.parent.mkdir(parents=True, exist_ok=True)
+    waiting.write_bytes(statsbatch.sign_payload(payload, key))
+    agent = SyncAgent(settings.replace(hub_url=hub_url))
+    assert not agent.run_job("stats").ok
+    assert str(last_error(agent.read_state())) == (
+        "stats: the hub answered 403 to /api/v1/batches: this box is not registered with the hub")
 
 
 def test_hub_refuses_a_signed_batch_whose_counts_are_not_counts(hub, settings):

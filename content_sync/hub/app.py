@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from flask import Flask, abort, jsonify, render_template, request, send_from_directory
 from flask_babel import gettext as _
+from werkzeug.exceptions import HTTPException
 
 from appliance.app import UI_DIR
 from appliance.charts import bar_chart
@@ -148,6 +149,16 @@ def create_hub_app(data_dir: Path, clock=time.time) -> Flask:
             per_day=per_day, top_books=store.top_books(20), unfound=store.unfound_searches(30),
             batches=store.batch_count(),
         )
+
+    @app.errorhandler(HTTPException)
+    def refused(e: HTTPException):
+        """The API answers refusals as the box's API does, in JSON a box's agent can read (the
+        dashboard keeps Flask's page)."""
+        if not request.path.startswith("/api/"):
+            return e
+        response = jsonify(error=e.name, message=e.description, status=e.code)
+        response.status_code = e.code or 500
+        return response
 
     @app.after_request
     def headers(response):
