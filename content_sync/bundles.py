@@ -94,7 +94,8 @@ class Release:
 
 def check_channel_name(name: str) -> str:
     if not CHANNEL_NAME.match(name or ""):
-        raise BundleError(N_("channel name %(name)r is not allowed: use lowercase letters, digits and dashes"), name=name)
+        raise BundleError(N_("The channel name “%(name)s” is not allowed: use lowercase letters, digits and dashes."),
+                          name=name)
     return name
 
 

@@ -211,6 +211,13 @@ def test_the_system_page_lists_the_channels_releases_in_the_page_language(admin_
     assert "manifest_sha256" not in page and "installed_seq" not in page
 
 
+def test_a_refused_channel_name_is_said_in_french(admin_client):
+    admin_client.set_cookie("lang", "fr")
+    bad = post_form(admin_client, "/admin/channels", {"name": "../etc"})
+    assert bad.status_code == 400
+    assert "Le nom de chaîne « ../etc » n’est pas permis : utilisez des minuscules" in text(bad)
+
+
 def test_wrong_password_is_said_in_french(client, librarian):
     answer = log_in(client, password="not the password", headers={"Accept-Language": "fr"})
     assert answer.status_code == 403

@@ -8,6 +8,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from ..app import get_db
+from ..i18n import in_page_language
 from .admin import bp
 
 
@@ -25,10 +26,9 @@ def channel_subscribe():
     name = request.form.get("name", "").strip().lower()
     try:
         apply.subscribe(get_db(), name)
-    except bundles.BundleError:  # the name is refused (bundles.check_channel_name)
-        error = _("The channel name “%(name)s” is not allowed: use lowercase letters, digits and dashes.",
-                  name=name)
-        return render_template("admin/channels.html", channels=apply.channel_rows(get_db()), error=error), 400
+    except bundles.BundleError as e:  # the name is refused (bundles.check_channel_name)
+        return render_template("admin/channels.html", channels=apply.channel_rows(get_db()),
+                               error=in_page_language(e.message)), 400
     flash(_("This box now follows %(name)s; its next release is installed at the next sync.", name=name))
     return redirect(url_for("admin.channels"), code=303)
 
