@@ -62,13 +62,20 @@ def cpu_temperature(path: Path = THERMAL_ZONE) -> float | None:
 
 @dataclass(frozen=True)
 class Throttling:
-    raw: str
-    flags: tuple[str, ...]
+    value: int  # the bits `vcgencmd get_throttled` reports
+
+    @property
+    def raw(self) -> str:
+        return hex(self.value)
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """The bits that are set, named in the librarian's language."""
+        return tuple(str(name) for bit, name in THROTTLE_BITS.items() if self.value >> bit & 1)
 
     @property
     def under_voltage(self) -> bool:
-        value = int(self.raw, 16)
-        return any(value >> bit & 1 for bit in UNDER_VOLTAGE_BITS)
+        return any(self.value >> bit & 1 for bit in UNDER_VOLTAGE_BITS)
 
 
 def parse_throttled(output: str) -> Throttling | None:
@@ -80,8 +87,7 @@ def parse_throttled(output: str) -> Throttling | None:
         value = int(text.split("=", 1)[1], 16)
     except ValueError:
         return None
-    flags = tuple(str(name) for bit, name in THROTTLE_BITS.items() if value >> bit & 1)  # translated here
-    return Throttling(raw=hex(value), flags=flags)
+    return Throttling(value)
 
 
 def throttling(command: str = VCGENCMD, timeout: float = 3.0) -> Throttling | None:

@@ -339,3 +339,17 @@ def test_a_label_and_its_colon_follow_the_language(admin_client):
     assert "État\u00a0: <strong>" in system and "Horloge\u00a0: <a" in system
     admin_client.set_cookie("lang", "vi")
     assert "Trạng thái: <strong>" in text(admin_client.get("/admin/system"))
+
+
+def test_the_firmware_power_flags_are_read_and_named_in_the_page_language(app):
+    from appliance.boxstatus import parse_throttled
+
+    assert parse_throttled("no such output") is None and parse_throttled("throttled=zz") is None
+    seen = parse_throttled("throttled=0x50005\n")  # under-voltage and throttled now, and both since start
+    assert seen.raw == "0x50005" and seen.under_voltage
+    assert not parse_throttled("throttled=0x4").under_voltage  # throttled, but the power is good
+    with app.test_request_context(headers={"Accept-Language": "fr"}):
+        assert seen.flags[:2] == ("baisse de tension en ce moment", "ralenti en ce moment")
+    with app.test_request_context(headers={"Accept-Language": "en"}):
+        assert seen.flags == ("under-voltage now", "throttled now", "under-voltage has happened since start",
+                              "throttling has happened since start")
