@@ -36,6 +36,7 @@ from flask_babel import ngettext
 from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
+from . import quarantine
 from .messages import N_, Message, say
 from .settings import Settings
 
@@ -191,9 +192,7 @@ class UploadOutcome:
 def _stage(storage: FileStorage, settings: Settings, limit: int) -> Path:
     """Copy an uploaded part into a fresh folder of staging/uploads; returns the file's path."""
     name = safe_file_name(storage.filename)
-    base = uploads_dir(settings)
-    base.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="upload-", dir=base))
+    folder = _staging_folder(settings, "upload-")
     target = (folder / name).resolve()
     if target.parent != folder.resolve():
         shutil.rmtree(folder, ignore_errors=True)
@@ -230,15 +229,11 @@ def retry_quarantined(entry: dict, settings: Settings, db: sqlite_utils.Database
     """Read a quarantined file (a row of ``catalog.quarantined``) again, as an upload of its copy:
     a newer version of the box may read what an older one could not. Imported, it leaves
     quarantine; still unreadable, its reason is the new one."""
-    from .quarantine import copy_path
-
     shown = entry["file_name"]
-    copy = copy_path(settings, entry["sha256"], entry["file_name"])
+    copy = quarantine.copy_path(settings, entry["sha256"], entry["file_name"])
     if not copy.is_file():
         return UploadOutcome(shown, "refused", _("The file is no longer in the quarantine folder."))
-    base = uploads_dir(settings)
-    base.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="retry-", dir=base))
+    folder = _staging_folder(settings, "retry-")
     name = Path(entry["file_name"]).name
     path = folder / (name if name and not name.startswith(".") else "book.epub")
     try:
@@ -249,6 +244,13 @@ def retry_quarantined(entry: dict, settings: Settings, db: sqlite_utils.Database
         return UploadOutcome(shown, "refused", _("The file cannot be copied out of the quarantine folder (%(detail)s).",
                                                  detail=e.strerror or str(e)))
     return _import_staged(path, shown, settings, db)
+
+
+def _staging_folder(settings: Settings, prefix: str) -> Path:
+    """A fresh folder of staging/uploads for one file (removed at the server's start if left)."""
+    base = uploads_dir(settings)
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
 
 
 def _import_staged(path: Path, shown: str, settings: Settings, db: sqlite_utils.Database) -> UploadOutcome:

@@ -87,10 +87,9 @@ def quarantine_retry(entry_id: int):
     elif outcome.status == "duplicate":
         quarantine.forget(settings, db, entry["sha256"])
         flash(_("%(name)s is in the catalog already; it is taken out of quarantine.", name=name))
-    elif outcome.status == "quarantined":
-        flash(_("%(name)s still cannot be read: %(reason)s", name=name, reason=in_page_language(outcome.message)))
-    else:
-        flash(_("%(name)s still cannot be read: %(reason)s", name=name, reason=outcome.message))
+    else:  # quarantined again (why: a kept message), or refused (why: already in the page's language)
+        reason = outcome.message if isinstance(outcome.message, str) else in_page_language(outcome.message)
+        flash(_("%(name)s still cannot be read: %(reason)s", name=name, reason=reason))
     return redirect(_quarantine_page(), code=303)
 
 

@@ -12,8 +12,8 @@ from ..boxstatus import cpu_temperature, disk_status, installed_releases, thrott
 from .admin import bp, index_state_text
 
 WELCOME_KEY = "welcome_text"
-QUARANTINE_SHOWN = 100  # the latest quarantined files on the system page
 WELCOME_MAX_CHARS = 2000
+QUARANTINE_SHOWN = 100  # the latest quarantined files on the system page
 
 
 @bp.get("/system")
