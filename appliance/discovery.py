@@ -351,7 +351,7 @@ def installed_channels(db_path) -> dict[str, int]:
 
 def start_for_box(settings, port: int, app=None) -> Discovery:
     """Announce the box described by ``settings`` serving on ``port``; the web app shows nearby vans."""
-    from .sysconfig.firstboot import ensure_box_key
+    from appliance.system.firstboot import ensure_box_key
 
     box_id, _ = ensure_box_key(settings.keys_dir)
     discovery = Discovery(name=settings.box_name, port=port, box_id=box_id, role=settings.box_role,

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from pathlib import Path
 
-TABLE = Path(__file__).resolve().parent.parent / "ui" / "language-names.json"
+from ui import UI_DIR
+
+TABLE = UI_DIR / "language-names.json"
 
 
 @lru_cache(maxsize=1)

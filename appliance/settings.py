@@ -1,6 +1,6 @@
 """One settings object for the box, read from ``LIBRARY_*`` environment variables.
 
-Every field has a default and a help text; the README's settings table is
+Every field has a default and a help text; docs/settings.md's table is
 checked against this module by a test. Settings are read once, in the CLI or
 the app factory, never at import time.
 """
@@ -185,7 +185,7 @@ def _convert(f: dataclasses.Field, raw: str) -> Any:
 
 
 def describe() -> list[tuple[str, str, str]]:
-    """(environment variable, default, help) for every setting, for the README and ``library settings``."""
+    """(environment variable, default, help) for every setting, for docs/settings.md and ``library settings``."""
     rows = []
     for f in fields(Settings):
         rows.append((ENV_PREFIX + f.name.upper(), str(f.default), f.metadata["help"]))

@@ -37,7 +37,7 @@ PEAK = "import resource; peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxr
 BUILD = """
 import json, sys
 from pathlib import Path
-from content_sync import bundles, minisign
+from content_sync.protocol import minisign, releases as bundles
 key = minisign.parse_secret_key(Path({key!r}).read_text())
 r = bundles.build_release(Path({src!r}), "bench", key, Path({tree!r}))
 {peak}
@@ -48,9 +48,9 @@ APPLY = """
 import json, os
 from pathlib import Path
 from appliance.settings import Settings
-from appliance import db as dbmod
-from content_sync import apply
-from content_sync.sources import FolderSource
+from appliance.storage import db as dbmod
+from content_sync.sync import apply
+from content_sync.sync.sources import FolderSource
 settings = Settings(home=Path({home!r}), disk_reserve_mb=0)
 db = dbmod.connect(settings.db_path)
 apply.subscribe(db, "bench")
@@ -72,7 +72,7 @@ def main() -> None:
     src, tree, home = work / "src", work / "tree", work / "box"
     subprocess.run([sys.executable, str(ROOT / "bench" / "catalog_gen.py"), "--books", str(args.books), "--out",
                     str(src), "--no-real"], check=True, stdout=subprocess.DEVNULL)
-    from content_sync import minisign
+    from content_sync.protocol import minisign
 
     secret, public = minisign.write_key_pair(work / "keys", "publisher")
     (home / "keys" / "publishers").mkdir(parents=True)
@@ -84,7 +84,7 @@ def main() -> None:
     report["apply_1"] = run_child(APPLY.format(home=str(home), tree=str(tree), peak=PEAK))
 
     # Change 1 % of the books: rewrite them with other text so their files (and hashes) change.
-    from appliance.demo import DemoBook, DemoChapter, write_epub
+    from appliance.books.demo import DemoBook, DemoChapter, write_epub
 
     rng = random.Random(5)
     changed = rng.sample(files, max(1, len(files) // 100))

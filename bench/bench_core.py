@@ -104,7 +104,7 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work
     books_dir, home = work / f"books-{args.books}", work / f"home-{args.books}"
-    library = [box_python(args.box_venv), "-m", "appliance.cli"]
+    library = [box_python(args.box_venv), "-m", "appliance.cli.main"]
     env = dict(os.environ, LIBRARY_HOME=str(home), LIBRARY_DISK_RESERVE_MB="0")
     report: dict = {"books": args.books, "load_before": os.getloadavg()}
 

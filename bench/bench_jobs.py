@@ -29,12 +29,13 @@ sys.path.insert(0, str(ROOT))
 from bench_peers import WRK_SCRIPT, run_wrk  # noqa: E402
 from bench_soak import REQUESTS, mixed_paths  # noqa: E402
 
-from appliance import childjobs, indexing  # noqa: E402
-from appliance import db as dbmod  # noqa: E402
-from appliance.app import create_app  # noqa: E402
-from appliance.httpserver import create_server, serve_until  # noqa: E402
-from appliance.importer import Importer  # noqa: E402
-from appliance.settings import Settings  # noqa: E402
+from appliance.books.importer import Importer
+from appliance.jobs import child as childjobs
+from appliance.search import upkeep as indexing
+from appliance.server.http import create_server, serve_until
+from appliance.settings import Settings
+from appliance.storage import db as dbmod
+from appliance.web.factory import create_app
 
 WAYS = ("none", "thread", "process")
 

@@ -161,7 +161,7 @@ class Box(Server):
         self.env = dict(os.environ, LIBRARY_HOME=str(self.home), LIBRARY_DISK_RESERVE_MB="0")
         if not (self.home / "catalog.db").exists():
             t0 = time.perf_counter()
-            subprocess.run([self.python, "-m", "appliance.cli", "import", *map(str, books)], env=self.env,
+            subprocess.run([self.python, "-m", "appliance.cli.main", "import", *map(str, books)], env=self.env,
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.prepare_s = time.perf_counter() - t0
 
@@ -169,13 +169,13 @@ class Box(Server):
         return folder_mb(self.home), folder_mb(self.home / "index")
 
     def run(self) -> None:
-        self.start([self.python, "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+        self.start([self.python, "-m", "appliance.cli.main", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
                    env=self.env if self.workers is None else dict(self.env, LIBRARY_WORKERS=str(self.workers)))
 
     def export(self) -> list[dict]:
         """The books as the box read them: id, title, authors, language, cover, chapters (position, title)."""
-        from appliance import catalog
-        from appliance import db as dbmod
+        from appliance.storage import catalog
+        from appliance.storage import db as dbmod
 
         db = dbmod.connect(self.home / "catalog.db")
         out = []
@@ -190,8 +190,8 @@ class Box(Server):
     def write_texts(self, books: list[dict], out: Path) -> None:
         """``books`` with each chapter's text, one JSON line a book (50,000 books' texts do not fit
         in memory at once)."""
-        from appliance import catalog
-        from appliance import db as dbmod
+        from appliance.storage import catalog
+        from appliance.storage import db as dbmod
 
         db = dbmod.connect(self.home / "catalog.db")
         with out.open("w", encoding="utf-8") as f:
@@ -574,7 +574,7 @@ def main() -> None:
         pages = next(iter(report["servers"].values()))["pages"]["home"]
         print_tables(report, [int(c) for c in pages])
         return
-    from appliance.textfold import fold  # the box's (NumPy); make-zim runs in the peers' environment
+    from appliance.textfold import fold
 
     parser = server_arguments(__doc__)
     parser.add_argument("--duration", type=int, default=10)

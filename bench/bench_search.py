@@ -10,7 +10,7 @@ Prints a report; nothing is written outside a temporary folder unless --keep is 
 
 Each query also runs through a peer in the same process: the same matching, facet counts and
 BM25 ranking done with Whoosh's own query matchers (how this box searched before
-``appliance.postings``). The report gives both latencies, their ratio, and whether both found the
+``appliance.search.postings``). The report gives both latencies, their ratio, and whether both found the
 same number of books.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ from whoosh.query import And, AndMaybe, AndNot, Or, Term  # noqa: E402
 from whoosh.scoring import BM25F  # noqa: E402
 from whoosh.searching import Searcher  # noqa: E402
 
-from appliance.search import BOOST_FIELDS, IndexDoc, SearchIndex, pairs_of, parse_query  # noqa: E402
+from appliance.search.index import BOOST_FIELDS, IndexDoc, SearchIndex, pairs_of, parse_query
 
 SUBJECTS = ["Tiểu thuyết", "Truyện ngắn", "Thơ", "Lịch sử", "Nông nghiệp", "Sức khỏe", "Thiếu nhi", "Khoa học",
             "Văn học nước ngoài", "Giáo dục"]

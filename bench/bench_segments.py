@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_core import folder_mb, latency_ms, make_queries  # noqa: E402
 
-from appliance import db as dbmod  # noqa: E402
-from appliance import indexing  # noqa: E402
-from appliance.search import SearchIndex  # noqa: E402
+from appliance.search import upkeep as indexing
+from appliance.search.index import SearchIndex
+from appliance.storage import db as dbmod
 
 
 def measure(home: Path, queries: list[tuple[str, str, int]]) -> dict:
@@ -75,7 +75,7 @@ def main() -> None:
     started = time.perf_counter()
     for n in range(args.updates):
         batch = fresh[n * args.per:(n + 1) * args.per]
-        subprocess.run([sys.executable, "-m", "appliance.cli", "import", "--jobs", "1", *map(str, batch)], env=env,
+        subprocess.run([sys.executable, "-m", "appliance.cli.main", "import", "--jobs", "1", *map(str, batch)], env=env,
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     report["updates_s"] = round(time.perf_counter() - started, 1)
     report["after_updates"] = measure(home, queries)

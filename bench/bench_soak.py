@@ -41,8 +41,8 @@ from bench_peers import WRK_SCRIPT, proc_stats, wait_answer  # noqa: E402
 from boxenv import DEFAULT, box_python  # noqa: E402
 from cgroup_limits import CgroupLimits  # noqa: E402
 
-from appliance.settings import Settings  # noqa: E402
-from appliance.textfold import fold  # noqa: E402
+from appliance.settings import Settings
+from appliance.textfold import fold
 
 REQUESTS = """
 paths = {%s}
@@ -143,7 +143,7 @@ def main() -> None:
     env = dict(os.environ, LIBRARY_HOME=str(args.home), LIBRARY_DISK_RESERVE_MB="0", LIBRARY_WORKERS=str(args.workers))
     group = CgroupLimits("library-soak", args.memory_mb, args.cpus) if args.memory_mb else None
     python = box_python(args.box_venv)
-    server = subprocess.Popen([python, "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+    server = subprocess.Popen([python, "-m", "appliance.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               preexec_fn=group.join if group else None)
     base = f"http://127.0.0.1:{port}"
@@ -152,8 +152,8 @@ def main() -> None:
     def rebuild_index() -> None:
         time.sleep(args.rebuild_after)
         t0 = time.perf_counter()
-        # What the server runs for the librarian's button (appliance.childjobs), in its group.
-        job = subprocess.run([python, "-m", "appliance.childjobs", "--parent", str(os.getpid()), "rebuild-index"],
+        # What the server runs for the librarian's button (appliance.jobs.child), in its group.
+        job = subprocess.run([python, "-m", "appliance.jobs.child", "--parent", str(os.getpid()), "rebuild-index"],
                              env=Settings.from_env(env).child_env(), capture_output=True, text=True, preexec_fn=group.join if group else None)
         rebuild.update(started_s=args.rebuild_after, seconds=round(time.perf_counter() - t0, 1),
                        ended_before_the_load=not load_ended.is_set(), exit_status=job.returncode,

@@ -3,7 +3,7 @@
     python bench/bench_stats.py --requests 10000
 
 Builds a small catalog, then alternates rounds of GET /books/<id> through the Flask test client with
-statistics on and off (``appliance.stats`` pointed at the catalog, or at nothing), and reports the
+statistics on and off (``appliance.stats.counts`` pointed at the catalog, or at nothing), and reports the
 median time per request of each, their ratio, and how long the writer took to store the events.
 """
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from appliance import stats  # noqa: E402
-from appliance.app import create_app  # noqa: E402
-from appliance.demo import write_demo_catalog  # noqa: E402
-from appliance.settings import Settings  # noqa: E402
+from appliance.books.demo import write_demo_catalog
+from appliance.settings import Settings
+from appliance.stats import counts as stats
+from appliance.web.factory import create_app
 
 
 def main() -> None:
@@ -30,8 +30,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(home=Path(tmp) / "home", disk_reserve_mb=0)
-        from appliance import db as dbmod
-        from appliance.importer import Importer
+        from appliance.books.importer import Importer
+        from appliance.storage import db as dbmod
 
         db = dbmod.connect(settings.db_path)
         Importer(settings, db, None).import_paths(write_demo_catalog(Path(tmp) / "demo"))

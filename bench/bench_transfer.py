@@ -3,9 +3,9 @@
     python bench/bench_transfer.py --mb 4 --rate 64000 --latency 0.3 --cut-after 5
 
 Serves one blob of MB random megabytes from a hub in this process, puts the user-space link proxy of
-the tests (tests/linkproxy.py: added latency each way, a rate limit, every connection cut after
+the tests (tests/support/linkproxy.py: added latency each way, a rate limit, every connection cut after
 CUT_AFTER seconds) in front of it, then fetches the blob through it twice in the same run: with
-content_sync.transfer.Downloader (resumes, verifies the SHA-256) and with curl retried in a loop
+content_sync.sync.transfer.Downloader (resumes, verifies the SHA-256) and with curl retried in a loop
 with --continue-at - (resumes, verifies nothing). Reports time, goodput and the bytes that crossed
 the link for each. Nothing here runs in CI.
 """
@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from content_sync.hub.app import create_hub_app  # noqa: E402
-from content_sync.transfer import Downloader, LinkPolicy  # noqa: E402
-from tests.linkproxy import LinkProxy  # noqa: E402
+from content_sync.hub.factory import create_hub_app
+from content_sync.sync.transfer import Downloader, LinkPolicy
+from tests.support.linkproxy import LinkProxy  # noqa: E402
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.3, help="seconds added each way")
     parser.add_argument("--cut-after", type=float, default=5.0)
     args = parser.parse_args()
-    from appliance.httpserver import create_server
+    from appliance.server.http import create_server
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from appliance.demo import DemoBook, DemoChapter, write_epub  # noqa: E402
+from appliance.books.demo import DemoBook, DemoChapter, write_epub
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TAG = re.compile(r"<[^>]+>")

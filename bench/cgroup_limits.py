@@ -1,6 +1,6 @@
 """A control group holding a server and its children to a Pi's memory and a share of the CPUs.
 
-The box's systemd units cap the web server's memory (``MemoryMax`` in appliance/sysconfig/units.py);
+The box's systemd units cap the web server's memory (``MemoryMax`` in appliance/system/units.py);
 a benchmark run inside such a group shows whether the server, its worker processes and the jobs
 it starts (an index rebuild) stay within it under load, and what a smaller CPU budget does to the
 pages. Needs root and cgroup v2 (``/sys/fs/cgroup/cgroup.controllers``) or v1 (``memory`` and

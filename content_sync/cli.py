@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
-from appliance.cli import CONTEXT, load_settings, open_catalog
-
-from . import apply, bundles, minisign
-from .sources import SourceError, source_for
+from appliance.cli.main import CONTEXT, load_settings, open_catalog
+from content_sync.protocol import minisign
+from content_sync.protocol import releases as bundles
+from content_sync.sync import apply
+from content_sync.sync.sources import SourceError, source_for
 
 
 def _secret_key(path: Path) -> minisign.SecretKey:
@@ -63,7 +64,7 @@ def trust(ctx: click.Context, pubkey: Path) -> None:
     folder = apply.publisher_keys_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{key.key_id_hex}.pub"
-    from appliance.fsutil import atomic_write_text
+    from appliance.storage.atomic import atomic_write_text
 
     atomic_write_text(target, key.to_text())
     click.echo(f"This box now trusts releases signed by key {key.key_id_hex}.")
@@ -240,7 +241,7 @@ def run(ctx: click.Context, once: bool) -> None:
 
     Example: LIBRARY_HUB_URL=https://hub.example.org library sync run
     """
-    from .agent import SyncAgent, run_forever
+    from content_sync.sync.agent import SyncAgent, run_forever
 
     settings = load_settings(ctx)
     agent = SyncAgent(settings)
@@ -265,7 +266,7 @@ def status(ctx: click.Context) -> None:
 
     Example: library sync status
     """
-    from .agent import SyncAgent, state_text
+    from content_sync.sync.agent import SyncAgent, state_text
 
     for line in state_text(SyncAgent(load_settings(ctx)).status()):
         click.echo(line)
@@ -289,9 +290,8 @@ def hub_serve(data_dir: Path, host: str, port: int, threads: int) -> None:
     """
     import signal
 
-    from appliance.httpserver import StopFlag, create_server, serve_until
-
-    from .hub.app import create_hub_app
+    from appliance.server.http import StopFlag, create_server, serve_until
+    from content_sync.hub.factory import create_hub_app
 
     server = create_server(create_hub_app(data_dir), host=host, port=port, threads=threads, ident="library-hub")
     stopping = StopFlag()
@@ -315,9 +315,8 @@ def stats_export(ctx: click.Context) -> None:
 
     Example: library stats export
     """
-    from appliance.stats import recorder
-
-    from . import statsbatch
+    from appliance.stats.counts import recorder
+    from content_sync.protocol import batches as statsbatch
 
     settings = load_settings(ctx)
     db = open_catalog(settings)

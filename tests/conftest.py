@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from appliance.demo import DemoBook, DemoChapter, write_epub
+from appliance.books.demo import DemoBook, DemoChapter, write_epub
 from appliance.settings import Settings
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -49,7 +49,7 @@ def make_epub(tmp_path: Path):
 
 @pytest.fixture
 def app(settings: Settings):
-    from appliance.app import create_app
+    from appliance.web.factory import create_app
 
     app = create_app(settings, TESTING=True)
     yield app
@@ -64,8 +64,8 @@ def client(app):
 @pytest.fixture
 def runner(settings: Settings):
     """runner.invoke(args) runs the ``library`` command against the test's data folder."""
-    from appliance.cli import cli
-    from appliance.commands import register_commands
+    from appliance.cli.areas import register_commands
+    from appliance.cli.main import cli
 
     register_commands(cli)
     click_runner = CliRunner()
@@ -79,9 +79,9 @@ def runner(settings: Settings):
 
 def import_files(settings: Settings, paths) -> object:
     """Import files into the settings' catalog and bring the index up to date; returns the report."""
-    from appliance import db as dbmod
-    from appliance.importer import Importer
-    from appliance.search import SearchIndex
+    from appliance.books.importer import Importer
+    from appliance.search.index import SearchIndex
+    from appliance.storage import db as dbmod
 
     db = dbmod.connect(settings.db_path)
     index = SearchIndex(settings.index_dir)
@@ -95,7 +95,7 @@ def import_files(settings: Settings, paths) -> object:
 @pytest.fixture
 def demo_library(settings: Settings, tmp_path: Path) -> Settings:
     """The demo catalog imported and indexed."""
-    from appliance.demo import write_demo_catalog
+    from appliance.books.demo import write_demo_catalog
 
     import_files(settings, write_demo_catalog(tmp_path / "demo"))
     return settings
@@ -103,7 +103,7 @@ def demo_library(settings: Settings, tmp_path: Path) -> Settings:
 
 class LiveServer:
     def __init__(self, app):
-        from appliance.httpserver import create_server, serve_until
+        from appliance.server.http import create_server, serve_until
 
         self.app = app
         self.server = create_server(app, host="127.0.0.1", port=0, threads=8)
@@ -127,4 +127,4 @@ def live_server(app) -> Iterator[LiveServer]:
         yield server
 
 
-from tests.admin_support import admin_client, librarian  # noqa: E402,F401  (fixtures for the librarian pages' tests)
+from tests.support.admin import admin_client, librarian  # noqa: E402,F401  (fixtures for the librarian pages' tests)

@@ -1,0 +1,179 @@
+"""The hub's web side: release trees as static files, box registration, statistics, signed time.
+
+    GET  /releases/<path>        the release tree (Range, ETag), the same files a USB stick carries
+    GET  /api/v1/releases        each channel's newest version: one request tells a box what is new
+    POST /api/v1/boxes           register (or report the status of) a box, signed with its key
+    POST /api/v1/batches         a signed statistics batch; stored once per (box, batch)
+    GET  /api/v1/time            the hub's current time, signed, for boxes without a clock
+    GET  /api/v1/hub-key         the hub's public key (base64), to provision boxes
+    GET  /                       the dashboard for central staff
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from flask import Flask, abort, jsonify, render_template, request, send_from_directory
+from flask_babel import gettext as _
+from werkzeug.exceptions import HTTPException
+
+from appliance.storage.atomic import atomic_write_bytes, atomic_write_text
+from appliance.web.charts import bar_chart
+from appliance.web.i18n import init_hub_i18n
+from content_sync.hub.store import SqliteHubStore
+from content_sync.protocol import releases as bundles
+from content_sync.protocol.batches import BatchInvalid, ack_message, verify_batch
+from ui import UI_DIR
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY = 8 * 1024 * 1024
+HUB_KEY = "hub-ed25519.key"
+HUB_PUBLIC_KEY = "hub-ed25519.pub"
+
+
+def hub_key(data_dir: Path) -> Ed25519PrivateKey:
+    folder = data_dir / "keys"
+    path = folder / HUB_KEY
+    if not path.exists():
+        key = Ed25519PrivateKey.generate()
+        atomic_write_bytes(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()), mode=0o600)
+        atomic_write_text(folder / HUB_PUBLIC_KEY, public_b64(key) + "\n")
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    return key
+
+
+def public_b64(key: Ed25519PrivateKey) -> str:
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode("ascii")
+
+
+def registration_message(box: str, name: str, status: dict) -> bytes:
+    return json.dumps({"box": box, "name": name, "status": status}, sort_keys=True, ensure_ascii=False).encode()
+
+
+def check_registration(body: object) -> tuple[str, str, dict]:
+    """(box key, name, status) of a registration signed by that box's key; ValueError otherwise."""
+    if not isinstance(body, dict):
+        raise ValueError("a registration is a JSON object")
+    box, name, status = body.get("box"), body.get("name", ""), body.get("status", {})
+    if not isinstance(box, str) or not isinstance(name, str) or not isinstance(status, dict):
+        raise ValueError("box, name and status are needed")
+    try:
+        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(box, validate=True))
+        public.verify(base64.b64decode(body.get("signature", ""), validate=True), registration_message(box, name, status))
+    except (ValueError, InvalidSignature, TypeError):
+        raise ValueError("the registration is not signed by that box key") from None
+    return box, name, status
+
+
+def time_message(moment: float) -> bytes:
+    return f"library-hub-time:{moment:.3f}".encode()
+
+
+def create_hub_app(data_dir: Path, clock=time.time) -> Flask:
+    data_dir = Path(data_dir)
+    tree = data_dir / "tree"
+    tree.mkdir(parents=True, exist_ok=True)
+    store = SqliteHubStore(data_dir / "hub.db", clock=clock)
+    key = hub_key(data_dir)
+    app = Flask(__name__, template_folder=str(UI_DIR / "templates"), static_folder=str(UI_DIR / "static"))
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.extensions["hub_store"] = store
+    init_hub_i18n(app)
+
+    @app.get("/releases/<path:relpath>")
+    def release_file(relpath: str):
+        return send_from_directory(tree, relpath, conditional=True, max_age=60)
+
+    @app.get("/api/v1/releases")
+    def releases():
+        channels = {}
+        folder = tree / "channels"
+        for channel in sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []:
+            versions = bundles.tree_versions(tree, channel)
+            if versions:
+                channels[channel] = {"version": versions[-1]}
+        return jsonify(channels=channels, tree="/releases/")
+
+    @app.post("/api/v1/boxes")
+    def register():
+        try:
+            box, name, status = check_registration(request.get_json(silent=True))
+        except ValueError as e:
+            abort(403, str(e))
+        store.register_box(box, name, status)
+        return jsonify(registered=True, time=clock())
+
+    @app.post("/api/v1/batches")
+    def batches():
+        data = request.get_data(cache=False)
+        try:
+            payload = verify_batch(data)
+        except BatchInvalid as e:
+            abort(400, str(e))
+        box = payload["box"]
+        if not store.is_registered(box):
+            abort(403, "this box is not registered with the hub")
+        new = store.add_batch(box, payload["batch"], payload, via=request.headers.get("X-Carried-By", "")[:100])
+        # The acknowledgement is signed, so a van can carry it back and the box can believe it.
+        signature = base64.b64encode(key.sign(ack_message(box, payload["batch"]))).decode("ascii")
+        return jsonify(ack=[{"box": box, "batch": payload["batch"], "signature": signature}], new=new)
+
+    @app.get("/api/v1/time")
+    def signed_time():
+        moment = round(clock(), 3)
+        signature = key.sign(time_message(moment))
+        return jsonify(time=moment, signature=base64.b64encode(signature).decode("ascii"))
+
+    @app.get("/api/v1/hub-key")
+    def hub_public_key():
+        return jsonify(key=public_b64(key))
+
+    @app.get("/")
+    def dashboard():
+        per_day = store.reads_per_day(30)
+        return render_template(
+            "hub/dashboard.html", boxes=store.boxes(), now=clock(),
+            reads_chart=bar_chart([(d[5:], n) for d, n in per_day], title=_("Books opened per day, all boxes"),
+                                  label_every=5),
+            per_day=per_day, top_books=store.top_books(20), unfound=store.unfound_searches(30),
+            batches=store.batch_count(),
+        )
+
+    @app.errorhandler(HTTPException)
+    def refused(e: HTTPException):
+        """The API answers refusals as the box's API does, in JSON a box's agent can read (the
+        dashboard keeps Flask's page)."""
+        if not request.path.startswith("/api/"):
+            return e
+        response = jsonify(error=e.name, message=e.description, status=e.code)
+        response.status_code = e.code or 500
+        return response
+
+    @app.after_request
+    def headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
+        return response
+
+    return app
+
+
+def verify_time(answer: dict, hub_public_b64: str) -> float:
+    """The time in a hub's answer, if its signature verifies with the hub's key; ValueError otherwise."""
+    try:
+        moment = float(answer["time"])
+        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(hub_public_b64, validate=True))
+        public.verify(base64.b64decode(answer["signature"], validate=True), time_message(moment))
+    except (KeyError, ValueError, TypeError, InvalidSignature):
+        raise ValueError("the hub's time is not signed by the hub's key") from None
+    return moment

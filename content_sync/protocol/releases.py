@@ -1,0 +1,319 @@
+"""Channel releases: the signed tree central staff publish and every box, van and USB stick carries.
+
+Layout of a release tree (a folder, a USB stick, or the same files over HTTP)::
+
+    channels/<name>/latest                     the newest version number (a hint; not trusted)
+    channels/<name>/<version>/manifest.json    the release, canonical JSON
+    channels/<name>/<version>/manifest.json.minisig   its minisign signature (content_sync.protocol.minisign)
+    blobs/sha256/<hex>                         every file, named by its SHA-256, shared by all channels
+
+Manifest (``format`` 1)::
+
+    {"format": 1, "channel": "vi-literature", "version": 3, "previous": 2,
+     "items": [{"id": "nam-cao/chi-pheo", "sha256": "...", "size": 123456,
+                "media_type": "application/epub+zip",
+                "metadata": {"title": "...", "authors": [...], "language": "vi", "subjects": [...],
+                             "description": "...", "publisher": "...", "date": "...", "identifier": "..."}}],
+     "removed": ["ids", "gone", "since", "version 2"]}
+
+An item id names a book across versions (its path under the source folder, without ``.epub``):
+lowercase letters, digits, ``.``, ``_``, ``-`` and single ``/`` between parts; nothing that could
+climb out of a folder. The signature's trusted comment is ``channel:<name> version:<n> format:1``.
+This module owns the format; ``content_sync.sync.apply`` installs releases on a box.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.books.epub import EpubUnreadable, read_epub
+from appliance.messages import N_, SaidError
+from appliance.storage.atomic import atomic_write_bytes, atomic_write_text, fsync_dir
+from appliance.storage.blobs import is_sha256, sha256_file
+from content_sync.protocol import minisign
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.json.minisig"
+LATEST = "latest"
+EPUB_TYPE = "application/epub+zip"
+CHANNEL_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+ITEM_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}(/[a-z0-9][a-z0-9._-]{0,99}){0,3}$")
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+
+
+class BundleError(SaidError):
+    """A release is refused; ``str(e)`` names the check and the file in one sentence."""
+
+
+class UnknownFormat(BundleError):
+    pass
+
+
+class ManifestInvalid(BundleError):
+    pass
+
+
+class UnsafeItemId(BundleError):
+    pass
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    sha256: str
+    size: int
+    media_type: str
+    metadata: dict
+
+
+@dataclass(frozen=True)
+class Release:
+    channel: str
+    version: int
+    previous: int | None
+    items: tuple[Item, ...]
+    removed: tuple[str, ...]
+    manifest_bytes: bytes
+    signature_text: str
+
+    @property
+    def manifest_sha256(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(self.manifest_bytes).hexdigest()
+
+
+def check_channel_name(name: str) -> str:
+    if not CHANNEL_NAME.match(name or ""):
+        raise BundleError(N_("The channel name “%(name)s” is not allowed: use lowercase letters, digits and dashes."),
+                          name=name)
+    return name
+
+
+def manifest_path(channel: str, version: int) -> str:
+    return f"channels/{channel}/{version}/{MANIFEST}"
+
+
+def signature_path(channel: str, version: int) -> str:
+    return f"channels/{channel}/{version}/{SIGNATURE}"
+
+
+def latest_path(channel: str) -> str:
+    return f"channels/{channel}/{LATEST}"
+
+
+def blob_path(sha256: str) -> str:
+    return f"blobs/sha256/{sha256}"
+
+
+def canonical(manifest: dict) -> bytes:
+    return (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=1) + "\n").encode("utf-8")
+
+
+def trusted_comment(channel: str, version: int) -> str:
+    return f"channel:{channel} version:{version} format:{FORMAT}"
+
+
+def parse_release(manifest_bytes: bytes, signature_text: str, keys: list[minisign.PublicKey], *,
+                  channel: str, version: int | None = None) -> Release:
+    """Verify and read a release. Checks the signature first, then the format, then every field."""
+    where = manifest_path(channel, version) if version is not None else f"channels/{channel}/{MANIFEST}"
+    try:
+        comment = minisign.verify(manifest_bytes, signature_text, keys)
+    except minisign.UnknownKey as e:
+        raise minisign.UnknownKey(N_("%(where)s: %(detail)s"), where=where, detail=e.message) from None
+    except minisign.SignatureError as e:
+        raise minisign.SignatureInvalid(N_("%(where)s: signature check failed: %(detail)s"), where=where,
+                                        detail=e.message) from None
+    try:
+        manifest = json.loads(manifest_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestInvalid(N_("%(where)s is not valid JSON: %(detail)s"), where=where, detail=str(e)) from None
+    if not isinstance(manifest, dict):
+        raise ManifestInvalid(N_("%(where)s is not a JSON object"), where=where)
+    if manifest.get("format") != FORMAT:
+        raise UnknownFormat(N_("%(where)s has format %(format)r; this box knows format %(known)d"), where=where,
+                            format=manifest.get("format"), known=FORMAT)
+    got_channel, got_version = manifest.get("channel"), manifest.get("version")
+    if got_channel != channel or not isinstance(got_version, int) or got_version < 1 \
+            or (version is not None and got_version != version):
+        raise ManifestInvalid(N_("%(where)s describes channel %(channel)r version %(version)r, not what it is filed as"),
+                              where=where, channel=got_channel, version=got_version)
+    if comment != trusted_comment(channel, got_version):
+        raise ManifestInvalid(N_("%(where)s: the signed comment %(comment)r does not name this release"), where=where,
+                              comment=comment)
+    items = []
+    seen: set[str] = set()
+    for raw in manifest.get("items", []):
+        item = _item(raw, where)
+        if item.id in seen:
+            raise ManifestInvalid(N_("%(where)s lists item %(item)r twice"), where=where, item=item.id)
+        seen.add(item.id)
+        items.append(item)
+    removed = manifest.get("removed", [])
+    if not isinstance(removed, list) or not all(isinstance(r, str) for r in removed):
+        raise ManifestInvalid(N_("%(where)s: 'removed' must be a list of item ids"), where=where)
+    for item_id in removed:
+        check_item_id(item_id, where)
+    previous = manifest.get("previous")
+    return Release(channel, got_version, previous if isinstance(previous, int) else None, tuple(items),
+                   tuple(removed), manifest_bytes, signature_text)
+
+
+def check_item_id(item_id: object, where: str) -> str:
+    if not isinstance(item_id, str) or not ITEM_ID.match(item_id) or ".." in item_id.split("/"):
+        raise UnsafeItemId(N_("%(where)s: item id %(item)r is not allowed (it could name a path outside the library)"),
+                           where=where, item=item_id)
+    return item_id
+
+
+def _item(raw: object, where: str) -> Item:
+    if not isinstance(raw, dict):
+        raise ManifestInvalid(N_("%(where)s: an item is not a JSON object"), where=where)
+    item_id = check_item_id(raw.get("id"), where)
+    sha, size = raw.get("sha256"), raw.get("size")
+    if not isinstance(sha, str) or not is_sha256(sha):
+        raise ManifestInvalid(N_("%(where)s: item %(item)r has no valid sha256"), where=where, item=item_id)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ManifestInvalid(N_("%(where)s: item %(item)r has no valid size"), where=where, item=item_id)
+    metadata = raw.get("metadata") or {}
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("title", ""), str):
+        raise ManifestInvalid(N_("%(where)s: item %(item)r has malformed metadata"), where=where, item=item_id)
+    return Item(item_id, sha, size, str(raw.get("media_type") or EPUB_TYPE), metadata)
+
+
+# -- building (central staff) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    channel: str
+    version: int
+    items: int
+    added: int
+    updated: int
+    removed: int
+    new_blobs: int
+    skipped: tuple[tuple[str, str], ...]  # (file, reason)
+
+
+def item_id_for(path: Path, root: Path) -> str:
+    """A stable id from the file's place under the source folder: ``Nam Cao/Chí Phèo.epub`` -> ``nam-cao/chi-pheo``."""
+    from appliance.textfold import fold
+
+    parts = []
+    for part in path.relative_to(root).with_suffix("").parts[-4:]:
+        slug = re.sub(r"[^a-z0-9._-]+", "-", fold(part)).strip("-._")[:100] or "item"
+        parts.append(slug)
+    return "/".join(parts)
+
+
+def read_tree_release(tree: Path, channel: str, version: int, keys: list[minisign.PublicKey]) -> Release:
+    folder = tree / "channels" / channel / str(version)
+    return parse_release((folder / MANIFEST).read_bytes(), (folder / SIGNATURE).read_text(encoding="utf-8"), keys,
+                         channel=channel, version=version)
+
+
+def tree_versions(tree: Path, channel: str) -> list[int]:
+    folder = tree / "channels" / channel
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / SIGNATURE).is_file())
+
+
+def build_release(source: Path, channel: str, key: minisign.SecretKey, tree: Path,
+                  progress=None) -> BuildReport:
+    """Read every EPUB under ``source``, store new blobs in ``tree``, write and sign the next version."""
+    check_channel_name(channel)
+    files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() == ".epub")
+    versions = tree_versions(tree, channel)
+    previous = read_tree_release(tree, channel, versions[-1], [key.public]) if versions else None
+    version = (versions[-1] if versions else 0) + 1
+    blobs = tree / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    items: dict[str, dict] = {}
+    skipped: list[tuple[str, str]] = []
+    new_blobs = 0
+    for path in files:
+        if progress:
+            progress(path)
+        try:
+            record = read_epub(path)
+        except EpubUnreadable as e:
+            skipped.append((str(path), str(e)))
+            continue
+        item_id = item_id_for(path, source)
+        if item_id in items:
+            skipped.append((str(path), f"another file already has the id {item_id!r}"))
+            continue
+        target = blobs / record.sha256
+        if not target.exists():
+            _copy_blob(path, target, record.sha256)
+            new_blobs += 1
+        items[item_id] = {
+            "id": item_id, "sha256": record.sha256, "size": record.size, "media_type": EPUB_TYPE,
+            "metadata": {"title": record.title, "authors": list(record.authors), "language": record.language,
+                         "subjects": list(record.subjects), "description": record.description,
+                         "publisher": record.publisher, "date": record.date, "identifier": record.identifier},
+        }
+    before = {i.id: i.sha256 for i in previous.items} if previous else {}
+    removed = sorted(set(before) - set(items))
+    manifest = {"format": FORMAT, "channel": channel, "version": version,
+                "previous": previous.version if previous else None,
+                "items": [items[k] for k in sorted(items)], "removed": removed}
+    data = canonical(manifest)
+    folder = tree / "channels" / channel / str(version)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(folder / MANIFEST, data)
+    atomic_write_text(folder / SIGNATURE, minisign.sign(data, key, trusted_comment(channel, version)))
+    atomic_write_text(tree / latest_path(channel), f"{version}\n")
+    return BuildReport(channel, version, len(items), len(set(items) - set(before)),
+                       sum(1 for k in items if k in before and before[k] != items[k]["sha256"]), len(removed),
+                       new_blobs, tuple(skipped))
+
+
+def _copy_blob(source: Path, target: Path, sha256: str) -> None:
+    tmp = target.with_name(target.name + ".tmp")
+    with open(source, "rb") as src, open(tmp, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1024 * 1024)
+        dst.flush()
+        import os
+
+        os.fsync(dst.fileno())
+    if sha256_file(tmp) != sha256:
+        tmp.unlink()
+        raise BundleError(N_("%(source)s changed while it was being copied"), source=str(source))
+    tmp.replace(target)
+    fsync_dir(target.parent)
+
+
+def verify_tree(tree: Path, channel: str, keys: list[minisign.PublicKey],
+                versions: Iterable[int] | None = None) -> list[str]:
+    """Check releases of ``channel`` in ``tree`` (all versions by default): signatures and every blob.
+    Returns the problems found, one sentence each (empty when all is well)."""
+    problems = []
+    for version in (versions or tree_versions(tree, channel)):
+        try:
+            release = read_tree_release(tree, channel, version, keys)
+        except (BundleError, minisign.SignatureError, OSError) as e:
+            problems.append(str(e))
+            continue
+        for item in release.items:
+            path = tree / blob_path(item.sha256)
+            if not path.is_file():
+                problems.append(f"{blob_path(item.sha256)} ({item.id}) is missing")
+            elif path.stat().st_size != item.size:
+                problems.append(f"{blob_path(item.sha256)} ({item.id}) has {path.stat().st_size} bytes, not {item.size}")
+            elif sha256_file(path) != item.sha256:
+                problems.append(f"{blob_path(item.sha256)} ({item.id}) does not match its SHA-256")
+    if not tree_versions(tree, channel):
+        problems.append(f"{tree} has no signed release of channel {channel!r}")
+    return problems

@@ -1,0 +1,147 @@
+"""Vans and neighbours: releases flow between boxes that find each other, statistics ride to the hub."""
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from appliance.discovery import Peer
+from appliance.storage import db as dbmod
+from content_sync.protocol import minisign
+from content_sync.protocol import releases as bundles
+from content_sync.sync import apply
+from content_sync.sync.peers import exchange
+from tests.sync.test_discovery import private_network_available
+
+SCENARIO = Path(__file__).parents[1] / "support" / "peers_scenario.py"
+ROOT = Path(__file__).resolve().parents[2]
+CHANNEL = "vi-literature"
+
+
+@pytest.fixture(scope="module")
+def meeting(tmp_path_factory) -> dict:
+    reason = private_network_available()
+    if reason:
+        pytest.skip(reason)
+    work = tmp_path_factory.mktemp("peers") / "boxes"
+    done = subprocess.run(["unshare", "-rn", sys.executable, str(SCENARIO), str(work)], capture_output=True,
+                          text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_van_brings_the_release_found_by_zeroconf(meeting):
+    assert meeting["boxes_up"]
+    van_first, village_first = meeting["steps"][0], meeting["steps"][1]
+    assert van_first[1] == 0 and "installed version 1" in van_first[2]
+    assert village_first[1] == 0 and "from Xe thư viện: vi-literature: installed version 1" in village_first[2]
+    assert meeting["village_version"] == 1 and meeting["village_books"] == 3
+
+
+@pytest.mark.slow
+def test_village_statistics_reach_the_hub_through_the_van_exactly_once(meeting):
+    assert meeting["hub_batches_from_village"] == 1
+    assert meeting["hub_views_from_village"] == 5
+    for who, code, output in meeting["steps"]:
+        assert code == 0, (who, output)
+
+
+@pytest.mark.slow
+def test_the_hubs_acknowledgement_returns_to_the_village(meeting):
+    last = meeting["steps"][-1]
+    assert last[0] == "village" and "confirmed by the hub, through Xe thư viện" in last[2]
+    assert meeting["village_outbox"] == []
+    assert not [p for p in meeting["van_outbox"] if not p.endswith("registration.json")]
+
+
+@pytest.fixture
+def malicious_peer(tmp_path, make_epub):
+    """A peer serving a folder: a validly signed v1, then a tampered v2, and a /api/v1/releases that lies."""
+    secret, public = minisign.write_key_pair(tmp_path / "keys", "publisher")
+    key = minisign.parse_secret_key(secret.read_text())
+    src, tree = tmp_path / "src", tmp_path / "peer"
+    make_epub(title="Sách thật", folder=src, name="a.epub")
+    bundles.build_release(src, CHANNEL, key, tree / "releases")
+    make_epub(title="Sách thứ hai", folder=src, name="b.epub")
+    bundles.build_release(src, CHANNEL, key, tree / "releases")
+    (tree / "api" / "v1").mkdir(parents=True)
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tree))
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield tree, public, Peer(name="Kẻ lạ", addresses=("127.0.0.1",), port=server.server_port, role="van")
+    server.shutdown()
+
+
+def box_with_release_2(settings, public, tree) -> object:
+    (settings.keys_dir / "publishers").mkdir(parents=True)
+    shutil.copy(public, settings.keys_dir / "publishers" / "publisher.pub")
+    db = dbmod.connect(settings.db_path)
+    apply.subscribe(db, CHANNEL)
+    from content_sync.sync.sources import FolderSource
+
+    apply.apply_release(settings, db, FolderSource(tree / "releases"), CHANNEL)
+    return db
+
+
+def catalog_state(db) -> tuple:
+    return (apply.installed_version(db, CHANNEL), db.execute("SELECT sha256, title FROM books ORDER BY id").fetchall())
+
+
+def test_malicious_peer_offering_a_tampered_release_is_refused(settings, malicious_peer):
+    tree, public, peer = malicious_peer
+    db = box_with_release_2(settings, public, tree)
+    before = catalog_state(db)
+    # Version 3, as the peer claims, is version 2 with a changed title: the signature no longer matches.
+    manifest = json.loads((tree / "releases" / bundles.manifest_path(CHANNEL, 2)).read_bytes())
+    manifest["version"] = 3
+    manifest["items"][0]["metadata"]["title"] = "Sách giả"
+    folder = tree / "releases" / "channels" / CHANNEL / "3"
+    folder.mkdir()
+    (folder / bundles.MANIFEST).write_bytes(bundles.canonical(manifest))
+    shutil.copy(tree / "releases" / bundles.signature_path(CHANNEL, 2), folder / bundles.SIGNATURE)
+    (tree / "releases" / bundles.latest_path(CHANNEL)).write_text("3\n")
+    (tree / "api" / "v1" / "releases").write_text(json.dumps({"channels": {CHANNEL: {"version": 3}}}))
+    lines = exchange(settings, db, peer)
+    assert any("refused vi-literature" in line and "signature" in line for line in lines), lines
+    assert catalog_state(db) == before
+    db.close()
+
+
+def test_malicious_peer_offering_an_older_release_is_refused(settings, malicious_peer):
+    tree, public, peer = malicious_peer
+    db = box_with_release_2(settings, public, tree)
+    before = catalog_state(db)
+    # The peer says it has version 9 but hands out the validly signed version 1.
+    (tree / "releases" / bundles.latest_path(CHANNEL)).write_text("1\n")
+    (tree / "api" / "v1" / "releases").write_text(json.dumps({"channels": {CHANNEL: {"version": 9}}}))
+    lines = exchange(settings, db, peer)
+    assert any("refused vi-literature" in line and "going back is refused" in line for line in lines), lines
+    assert catalog_state(db) == before
+    db.close()
+
+
+def test_a_box_serves_what_it_installed_to_peers(client, settings, malicious_peer):
+    tree, public, _peer = malicious_peer
+    db = box_with_release_2(settings, public, tree)
+    db.close()
+    assert client.get("/api/v1/releases").get_json()["channels"] == {CHANNEL: {"version": 2}}
+    assert client.get(f"/releases/channels/{CHANNEL}/latest").get_data(as_text=True).strip() == "2"
+    manifest = client.get(f"/releases/{bundles.manifest_path(CHANNEL, 2)}")
+    assert manifest.data == (tree / "releases" / bundles.manifest_path(CHANNEL, 2)).read_bytes()
+    item = json.loads(manifest.data)["items"][0]
+    blob = client.get(f"/releases/blobs/sha256/{item['sha256']}", headers={"Range": "bytes=0-9"})
+    assert blob.status_code == 206 and len(blob.data) == 10
+    for bad in ("/releases/blobs/sha256/../../catalog.db", "/releases/channels/x/1/catalog.db",
+                f"/releases/channels/{CHANNEL}/2/../../../keys/box-ed25519.key"):
+        assert client.get(bad).status_code == 404, bad
+    assert client.post("/api/v1/batches", data=b"{}").status_code == 400
