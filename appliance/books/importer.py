@@ -17,7 +17,8 @@ from pathlib import Path
 import sqlite_utils
 
 from appliance.books import quarantine
-from appliance.books.epub import BookRecord, EpubUnreadable, read_epub
+from appliance.books.container import EpubUnreadable
+from appliance.books.epub import BookRecord, read_epub
 from appliance.messages import N_, Message, say
 from appliance.search.index import IndexBusy, SearchIndex
 from appliance.search.upkeep import catch_up, rebuild

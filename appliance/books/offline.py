@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from appliance.books import chapterhtml as bookhtml
-from appliance.books.epub import EpubUnreadable, read_member
+from appliance.books.container import EpubUnreadable, read_member
 from appliance.storage.atomic import atomic_write_bytes, free_bytes
 
 CACHE_MAX_BYTES = 256 * 1024 * 1024

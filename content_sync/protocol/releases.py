@@ -31,7 +31,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.books.epub import EpubUnreadable, read_epub
+from appliance.books.container import EpubUnreadable
+from appliance.books.epub import read_epub
 from appliance.messages import N_, SaidError
 from appliance.storage.atomic import atomic_write_bytes, atomic_write_text, fsync_dir
 from appliance.storage.blobs import is_sha256, sha256_file

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import sqlite_utils
 
-from appliance.books.epub import EpubUnreadable, read_epub
+from appliance.books.container import EpubUnreadable
+from appliance.books.epub import read_epub
 from appliance.books.importer import record_to_new_book
 from appliance.messages import N_
 from appliance.settings import Settings

@@ -226,7 +226,7 @@ def cover_from_upload(data: bytes) -> bytes:
 
 @bp.post("/books/<int:book_id>/cover")
 def book_cover(book_id: int):
-    from appliance.books.epub import make_thumbnail
+    from appliance.books.covers import make_thumbnail
 
     book = admin_book(book_id)
     upload = request.files.get("cover")

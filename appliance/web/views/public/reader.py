@@ -24,7 +24,7 @@ from flask import (
 )
 
 from appliance.books import chapterhtml as bookhtml
-from appliance.books.epub import EpubUnreadable, read_member
+from appliance.books.container import EpubUnreadable, read_member
 from appliance.stats import counts as stats
 from appliance.storage import catalog
 from appliance.web.factory import get_db, library_state
