@@ -36,7 +36,9 @@ from whoosh.query import And, AndMaybe, AndNot, Or, Term  # noqa: E402
 from whoosh.scoring import BM25F  # noqa: E402
 from whoosh.searching import Searcher  # noqa: E402
 
-from appliance.search.index import BOOST_FIELDS, IndexDoc, SearchIndex, pairs_of, parse_query
+from appliance.search.documents import BOOST_FIELDS, IndexDoc
+from appliance.search.index import SearchIndex, pairs_of
+from appliance.search.query import parse_query
 
 SUBJECTS = ["Tiểu thuyết", "Truyện ngắn", "Thơ", "Lịch sử", "Nông nghiệp", "Sức khỏe", "Thiếu nhi", "Khoa học",
             "Văn học nước ngoài", "Giáo dục"]

@@ -20,7 +20,8 @@ from appliance.books import quarantine
 from appliance.books.container import EpubUnreadable
 from appliance.books.epub import BookRecord, read_epub
 from appliance.messages import N_, Message, say
-from appliance.search.index import IndexBusy, SearchIndex
+from appliance.search.errors import IndexBusy
+from appliance.search.index import SearchIndex
 from appliance.search.upkeep import catch_up, rebuild
 from appliance.settings import Settings
 from appliance.storage import catalog

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 
-from appliance.search.index import IndexBusy
+from appliance.search.errors import IndexBusy
 from appliance.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,8 @@ from flask import Flask
 
 from appliance.jobs import child as childjobs
 from appliance.search import upkeep as indexing
-from appliance.search.index import COMPACT_SMALL_SEGMENTS, IndexBusy
+from appliance.search.errors import IndexBusy
+from appliance.search.index import COMPACT_SMALL_SEGMENTS
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from appliance.search.index import IndexUnavailable, SearchIndex
+from appliance.search.errors import IndexUnavailable
+from appliance.search.index import SearchIndex
 from appliance.storage import catalog
 
 logger = logging.getLogger(__name__)

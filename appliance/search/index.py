@@ -39,7 +39,6 @@ import itertools
 import logging
 import os
 import pickle
-import re
 import shutil
 import struct
 import sys
@@ -49,7 +48,6 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -66,40 +64,34 @@ from whoosh.writing import LockError, PostingPool, SegmentWriter
 
 from appliance.lru import SizedLRU
 from appliance.search.chaptermarks import chapters_with_all, chapters_with_any, marks_of_words
+from appliance.search.documents import BOOST_FIELDS, IndexDoc
+from appliance.search.errors import IndexBusy, IndexUnavailable
+from appliance.search.generations import IndexFolder
 from appliance.search.postings import EMPTY_IDS, EMPTY_WEIGHTS, ReaderTables
+from appliance.search.query import ParsedQuery, parse_query
+from appliance.search.snippets import SNIPPET_CHARS, _locator, make_snippet
 from appliance.storage.atomic import atomic_write_text, fsync_dir
 from appliance.storage.locks import FileLock
-from appliance.textfold import CJK_CHAR, WORD, clean, fold, fold_mapped, iter_folded_tokens
+from appliance.textfold import WORD, clean, fold, iter_folded_tokens
 from appliance.workerpool import process_pool
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IndexDoc", "Hit", "SearchPage", "IndexUnavailable", "IndexBusy", "SearchIndex", "parse_query"]
+__all__ = ["Hit", "SearchPage", "SearchIndex"]
 
 # Bumped when the schema or the analysis changes; an index of another format is rebuilt.
 FORMAT = "6"
-POINTER = "CURRENT"
 FORMAT_FILE = "FORMAT"
 REBUILD_LOCK = "rebuild.lock"
 
 SEP = "\x1f"  # between values of one field (authors, subjects, chapters): phrases do not cross it
 GAP = 100  # position gap at a separator
 
-# Field weights: a title or author match outranks a body-only match.
-# A book matches when every word is in ``all`` (title, authors, subjects, description and text)
-# and every quoted phrase's word pairs are in ``pairs``; matches in the title, the authors and the
-# subjects add to the score, so they rank above text-only matches.
-BOOST_FIELDS = (("title", 6.0), ("authors", 5.0), ("subject_words", 2.5))
 MAX_SNIPPET_CHAPTERS = 40  # chapters of one book read to find the words, at most
 NAMED_SNIPPET_CHAPTERS = 3  # the same for a book whose title, authors or subjects hold the words
 SNIPPET_BATCH = 4  # chapters the marks point to, read from the catalog in one query
 
-MAX_QUERY_CHARS = 500
-MAX_QUERY_CLAUSES = 12
 MAX_PAGELEN = 100
-SNIPPET_CHARS = 200
-SNIPPET_WINDOW = 4000
-PHRASE_SCAN_CHARS = 40_000  # of a chapter, looked through for a quoted phrase's snippet
 # Of a chapter's text, decompressed for a snippet: first SNIPPET_FIRST_BYTES (most words are
 # found there), then SNIPPET_HEAD_BYTES (enough for PHRASE_SCAN_CHARS of any script but CJK), then
 # the whole chapter, each only when what was read cannot decide.
@@ -119,25 +111,6 @@ COMPACT_SMALL_SEGMENTS = 4
 COMPACT_MAX_BOOKS = 2_000
 REBUILD_WRITER_MB = 64
 RUN_CHUNK = 4096  # postings per pickle in the writer's sorted runs (``ChunkedPostingPool``)
-
-
-class IndexUnavailable(Exception):
-    """The index is missing, damaged or cannot be opened; it needs a rebuild."""
-
-
-class IndexBusy(IndexUnavailable):
-    """Another process kept the index locked for writing for too long."""
-
-
-@dataclass(frozen=True)
-class IndexDoc:
-    book_id: int
-    title: str
-    authors: tuple[str, ...]
-    subjects: tuple[str, ...]
-    language: str
-    description: str
-    chapters: tuple[tuple[int, str, str], ...]  # (position, chapter title, plain text)
 
 
 @dataclass(frozen=True)
@@ -291,50 +264,6 @@ def make_schema() -> Schema:
 # Queries
 
 
-@dataclass(frozen=True)
-class ParsedQuery:
-    """Clauses of folded tokens; a clause of more than one token is a phrase."""
-
-    required: tuple[tuple[str, ...], ...]
-    excluded: tuple[tuple[str, ...], ...] = ()
-
-    def words(self) -> set[str]:
-        return {t for clause in self.required for t in clause}
-
-
-_QUOTED = re.compile(r'"([^"]*)"?')
-
-
-def parse_query(q: str) -> ParsedQuery:
-    """Split what a reader typed into clauses. Never raises: anything unusual is treated as text."""
-    text = clean(str(q or ""))[:MAX_QUERY_CHARS]
-    required: list[tuple[str, ...]] = []
-    excluded: list[tuple[str, ...]] = []
-
-    def add(chunk: str, negate: bool) -> None:
-        toks = tuple(iter_folded_tokens(fold(chunk)))
-        if not toks:
-            return
-        target = excluded if negate else required
-        if toks not in target:
-            target.append(toks)
-
-    pos = 0
-    for m in _QUOTED.finditer(text):
-        _add_words(text[pos:m.start()], add)
-        negate = m.start() > 0 and text[m.start() - 1] == "-" and (m.start() == 1 or text[m.start() - 2].isspace())
-        add(m.group(1), negate)
-        pos = m.end()
-    _add_words(text[pos:], add)
-    return ParsedQuery(tuple(required[:MAX_QUERY_CLAUSES]), tuple(excluded[:MAX_QUERY_CLAUSES]))
-
-
-def _add_words(chunk: str, add: Callable[[str, bool], None]) -> None:
-    for word in chunk.split():
-        negate = word.startswith("-") and len(word) > 1
-        add(word[1:] if negate else word, negate)
-
-
 def _clause_mask(tables: ReaderTables, toks: tuple[str, ...]) -> np.ndarray:
     """Books having a word in the combined field, or a phrase's every word and every word pair
     (the words too: a pair is a hashed bucket, which a book without them may fill)."""
@@ -375,198 +304,10 @@ def _scores(tables: ReaderTables, parsed: ParsedQuery) -> tuple[np.ndarray, np.n
 
 
 # ---------------------------------------------------------------------------------------------------
-# Snippets
-
-
-@lru_cache(maxsize=8192)
-def _fold_word(word: str) -> tuple[str, ...]:
-    return tuple(iter_folded_tokens(fold(word)))
-
-
-def _locator(words: frozenset[str]) -> re.Pattern[str]:
-    """A pattern finding any of ``words`` in folded text (CJK characters match anywhere)."""
-    parts = []
-    for w in sorted(words, key=len, reverse=True):
-        if len(w) == 1 and not w.isascii() and WORD.fullmatch(w) and ord(w) >= 0x3000:
-            parts.append(re.escape(w))
-        else:
-            parts.append(rf"(?<![^\W_]){re.escape(w)}(?![^\W_])")
-    return re.compile("|".join(parts))
-
-
-@lru_cache(maxsize=256)
-def _raw_word(word: str) -> re.Pattern[str]:
-    """A pattern finding the folded ``word`` in a folded window (see ``_whole``)."""
-    return _raw_phrase((word,))
-
-
-@lru_cache(maxsize=64)
-def _raw_phrase(words: tuple[str, ...]) -> re.Pattern[str]:
-    """A pattern finding the folded ``words`` one after the other (anything but letters and
-    digits between them) in a folded window, not followed by a letter or digit. It starts with
-    the first word itself, not with a look back, so that the regular expression engine can skip
-    ahead to where that word is (several times faster); ``_whole`` checks what comes before."""
-    body = r"[\W_]*".join(map(re.escape, words))
-    if CJK_CHAR.match(words[-1][-1]):  # a word by itself, whatever follows
-        return re.compile(body)
-    return re.compile(rf"{body}(?![^\W_])")
-
-
-_ALNUM = re.compile(r"[^\W_]")
-
-
-def _whole(pattern: re.Pattern[str], folded: str, pos: int) -> Iterator[re.Match[str]]:
-    """The matches of ``pattern`` in ``folded`` from ``pos`` that start a word, one after the other
-    (after one that does not, the next is looked for from its second character). A CJK
-    character is a word by itself."""
-    m = pattern.search(folded, pos)
-    while m is not None:
-        start = m.start()
-        if (start == 0 or not _ALNUM.match(folded, start - 1) or CJK_CHAR.match(folded, start)
-                or CJK_CHAR.match(folded, start - 1)):
-            yield m
-            m = pattern.search(folded, m.end())
-        else:
-            m = pattern.search(folded, m.start() + 1)
-
-
-class _Window:
-    """A slice of a text folded with ``fold_mapped``, beginning one character before the slice
-    (so that patterns see where a word begins); maps positions in it back to the text."""
-
-    __slots__ = ("folded", "base", "origin", "pos")
-
-    def __init__(self, folded: str, base: int, origin, start: int):
-        self.folded, self.base, self.origin = folded, base, origin
-        # Where the slice itself begins in the folded text.
-        self.pos = start - base if origin is None else int(np.searchsorted(origin, start - base))
-
-    def start_of(self, i: int) -> int:
-        """Where the folded character ``i`` came from in the text."""
-        return self.base + (i if self.origin is None else int(self.origin[i]))
-
-    def end_of(self, i: int) -> int:
-        """Where in the text a match of the folded text ending at ``i`` ends (taking in marks
-        that folded to nothing after it)."""
-        if self.origin is None:
-            return self.base + i
-        return self.base + max(int(self.origin[i - 1]) + 1, int(self.origin[i]))
-
-
-def _folded_window(text: str, start: int, end: int) -> _Window | None:
-    """``text[start:end]`` folded (see _Window); None when it holds a character that
-    ``fold_mapped`` cannot fold alone."""
-    base = max(0, start - 1)
-    mapped = fold_mapped(text[base:end])
-    if mapped is None:
-        return None
-    return _Window(mapped[0], base, mapped[1], start)
-
-
-def _first_match(text: str, words: frozenset[str]) -> int:
-    """Where the first of ``words`` is in ``text`` (about), or -1."""
-    return _first_in_windows(text, [_raw_word(w) for w in words], lambda: _locator(words), len(text), 100)
-
-
-def _first_phrase(text: str, phrases: tuple[tuple[str, ...], ...]) -> int:
-    """Where the first of the quoted ``phrases`` is in the first ``PHRASE_SCAN_CHARS`` of
-    ``text`` (about), or -1: a phrase further on is left for the words (chapters of whole books
-    run to hundreds of thousands of characters)."""
-    return _first_in_windows(text, [_raw_phrase(p) for p in phrases],
-                             lambda: re.compile("|".join(r"[\W_]*".join(map(re.escape, p)) for p in phrases)),
-                             min(len(text), PHRASE_SCAN_CHARS), 200)
-
-
-def _first_in_windows(text: str, patterns: list[re.Pattern[str]], locator: Callable[[], re.Pattern[str]],
-                      limit: int, overlap: int) -> int:
-    """Where the first match is, window by window up to ``limit``, stopping at the first window
-    with one: chapters can be long and most matches come early. Windows overlap so a match cut at
-    a window's edge is still found. A window that folds character by character (``fold_mapped``)
-    is searched with ``patterns``; any other is folded as a whole and searched with ``locator()``."""
-    folded_locator = None
-    for offset in range(0, limit, SNIPPET_WINDOW):
-        end = offset + SNIPPET_WINDOW + overlap
-        window = _folded_window(text, offset, end)
-        if window is not None:
-            starts = [m.start() for m in (next(_whole(p, window.folded, window.pos), None) for p in patterns) if m]
-            if starts:
-                return window.start_of(min(starts))
-            continue
-        folded_locator = folded_locator or locator()
-        window_text = text[offset:end]
-        folded = fold(window_text)
-        found = folded_locator.search(folded)
-        if found:
-            # Folding keeps lengths nearly equal; look around the same relative place in the original.
-            return offset + int(found.start() * len(window_text) / max(1, len(folded)))
-    return -1
-
-
-def make_snippet(text: str, words: frozenset[str], width: int = SNIPPET_CHARS,
-                 phrases: tuple[tuple[str, ...], ...] = (), complete: bool = True) -> str | None:
-    """About ``width`` characters of ``text`` around the first of the quoted ``phrases`` (if one is
-    in it), else around the first of ``words``; escaped, words in <mark>.
-
-    Returns "" when none of the words occurs in ``text``. With ``complete`` false, ``text`` is
-    only the beginning of a text, and None says that the rest is needed to decide.
-    """
-    if not text or not words:
-        return "" if complete else None
-    guess = _first_phrase(text, phrases) if phrases else -1
-    if guess < 0 and phrases and not complete and len(text) < PHRASE_SCAN_CHARS + SNIPPET_WINDOW:
-        return None
-    if guess < 0:
-        guess = _first_match(text, words)
-    if not complete and (guess < 0 or guess + 2 * width + 400 > len(text)):
-        return None
-    if guess < 0:
-        return ""
-    spans = _matching_spans(text, words, max(0, guess - 400), guess + 400)
-    if not spans:
-        spans = _matching_spans(text, words, 0, len(text))
-    if not spans:
-        return ""
-    first = spans[0][0]
-    start = max(0, first - width // 3)
-    if start > 0:
-        space = text.rfind(" ", max(0, start - 20), start)
-        start = space + 1 if space >= 0 else start
-    end = min(len(text), start + width)
-    if end < len(text):
-        space = text.find(" ", end, end + 20)
-        end = space if space >= 0 else end
-    out = ["…" if start > 0 else ""]
-    cursor = start
-    for a, b in _matching_spans(text, words, start, end):
-        a, b = max(a, start), min(b, end)
-        out.append(html.escape(text[cursor:a], quote=False))
-        out.append("<mark>" + html.escape(text[a:b], quote=False) + "</mark>")
-        cursor = b
-    out.append(html.escape(text[cursor:end], quote=False))
-    if end < len(text):
-        out.append("…")
-    return " ".join("".join(out).split())
-
-
-def _matching_spans(text: str, words: frozenset[str], start: int, end: int) -> list[tuple[int, int]]:
-    """Where the words of ``text[start:end]`` that fold to one of ``words`` are, in order."""
-    end = min(len(text), end)
-    window = _folded_window(text, start, end)
-    if window is not None:
-        return sorted((window.start_of(m.start()), window.end_of(m.end()))
-                      for w in words for m in _whole(_raw_word(w), window.folded, window.pos))
-    spans = []
-    for m in WORD.finditer(text, start, end):
-        if any(tok in words for tok in _fold_word(m.group())):
-            spans.append((m.start(), m.end()))
-    return spans
-
-
-# ---------------------------------------------------------------------------------------------------
 # The index
 
 
-class SearchIndex:
+class SearchIndex(IndexFolder):
     """Full-text search over the catalog's books.
 
     One object per process is meant to be shared by threads: searches reuse one
@@ -582,7 +323,7 @@ class SearchIndex:
 
     def __init__(self, folder: Path, *,
                  chapter_loader: Callable[..., Iterable[tuple[int, str, str, bool]]] | None = None):
-        self.folder = Path(folder)
+        super().__init__(folder)
         self.chapter_loader = chapter_loader
         self._search_lock = threading.Lock()
         self._write_lock = threading.RLock()
@@ -600,33 +341,6 @@ class SearchIndex:
         self._stored: SizedLRU[dict] = SizedLRU(STORED_CACHE_BYTES)
 
     # -- generations ------------------------------------------------------------------------------
-
-    def _current_gen(self) -> str | None:
-        try:
-            name = (self.folder / POINTER).read_text(encoding="utf-8").strip()
-        except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
-            return None
-        if not re.fullmatch(r"gen-\d{6}", name):
-            return None
-        return name
-
-    def _pointer_key(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.folder / POINTER)
-        except OSError:
-            return None
-        return (st.st_ino, st.st_mtime_ns)
-
-    def stamp(self) -> tuple:
-        """Changes whenever what searches answer may change: a new generation, or a commit in the
-        current one (it writes new files in the generation's folder). Two stats and a small read,
-        for keeping whole answers (appliance.web.pagecache)."""
-        gen = self._current_gen()
-        try:
-            changed = os.stat(self.folder / gen).st_mtime_ns if gen is not None else None
-        except OSError:
-            changed = None
-        return self._pointer_key(), gen, changed
 
     def _open(self, gen: str):
         path = self.folder / gen
@@ -875,14 +589,6 @@ class SearchIndex:
         ix = whoosh_index.create_in(str(path), make_schema())
         _fsync_tree(path)
         return gen, ix
-
-    def _generation_dirs(self) -> list[Path]:
-        if not self.folder.is_dir():
-            return []
-        return [p for p in self.folder.iterdir() if p.is_dir() and re.fullmatch(r"gen-\d{6}", p.name)]
-
-    def _switch_to(self, gen: str) -> None:
-        atomic_write_text(self.folder / POINTER, gen + "\n")
 
     def add_books(self, docs: Iterable[IndexDoc]) -> int:
         """Index ``docs``, replacing what the index had for the same books; one commit."""

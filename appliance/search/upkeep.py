@@ -15,7 +15,8 @@ from pathlib import Path
 
 import sqlite_utils
 
-from appliance.search.index import IndexDoc, SearchIndex
+from appliance.search.documents import IndexDoc
+from appliance.search.index import SearchIndex
 from appliance.storage import catalog
 from appliance.storage.db import connect
 

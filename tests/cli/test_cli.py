@@ -208,7 +208,8 @@ def test_an_index_update_is_one_segment_however_many_books_it_takes_in(settings,
 def test_an_import_goes_on_when_the_index_is_busy(runner, settings, make_epub, tmp_path, monkeypatch):
     from appliance.books import importer
     from appliance.search import upkeep as indexing
-    from appliance.search.index import IndexBusy, SearchIndex
+    from appliance.search.errors import IndexBusy
+    from appliance.search.index import SearchIndex
 
     def busy(db, index):
         raise IndexBusy("held by another writer")

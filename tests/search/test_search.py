@@ -16,7 +16,8 @@ from appliance.jobs import child as childjobs
 from appliance.search import index as search_module
 from appliance.search import upkeep as indexing
 from appliance.search.chaptermarks import chapter_marks, chapters_with_any
-from appliance.search.index import IndexDoc, SearchIndex
+from appliance.search.documents import IndexDoc
+from appliance.search.index import SearchIndex
 from appliance.storage import db as dbmod
 from appliance.textfold import fold, tokens
 from tests.conftest import import_files
@@ -253,7 +254,7 @@ def test_search_over_several_commits_replacements_and_removals(tmp_path):
     ("nothing here", {"duong"}, None),
 ])
 def test_snippets_find_words_in_unfolded_text(text, words, marked):
-    from appliance.search.index import make_snippet
+    from appliance.search.snippets import make_snippet
     snippet = make_snippet(text, frozenset(words))
     if marked is None:
         assert snippet == ""
@@ -262,13 +263,13 @@ def test_snippets_find_words_in_unfolded_text(text, words, marked):
 
 
 def test_marked_spans_are_whole_words_even_where_a_window_starts_inside_one():
-    from appliance.search.index import _matching_spans
+    from appliance.search.snippets import _matching_spans
     text = "Xuân an, ĐƯỜNG an."
     assert _matching_spans(text, frozenset({"an"}), 2, len(text)) == [(5, 7), (15, 17)]  # not "ân" of Xuân
     assert _matching_spans(text, frozenset({"duong"}), 9, 14) == [(9, 14)]
     assert _matching_spans(text, frozenset({"uong"}), 10, len(text)) == []
     assert _matching_spans("banana ana, ana", frozenset({"ana"}), 0, 99) == [(7, 10), (12, 15)]
-    from appliance.search.index import _first_phrase
+    from appliance.search.snippets import _first_phrase
     assert _first_phrase("ba a a", (("a", "a"),)) == 3  # the whole words, after a false start
 
 
@@ -621,7 +622,7 @@ def test_books_that_arrive_while_another_process_rebuilds_the_index_are_in_the_n
     and switches to it. A bundle or an import arriving meanwhile is caught up by the server only
     after the switch: caught up into the old index and cleared from the queue, it was lost."""
     from appliance.books.importer import Importer
-    from appliance.search.index import IndexBusy
+    from appliance.search.errors import IndexBusy
 
     import_files(settings, [make_epub(title="Sách cũ", chapters=[("Một", ["Chữ trâu ở bản."])])])
     monkeypatch.setattr(search_module, "WRITE_TIMEOUT", 0.3)  # how long an update waits for the rebuild
