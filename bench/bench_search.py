@@ -37,8 +37,9 @@ from whoosh.scoring import BM25F  # noqa: E402
 from whoosh.searching import Searcher  # noqa: E402
 
 from appliance.search.documents import BOOST_FIELDS, IndexDoc
-from appliance.search.index import SearchIndex, pairs_of
+from appliance.search.index import SearchIndex
 from appliance.search.query import parse_query
+from appliance.search.wordpairs import pairs_of
 
 SUBJECTS = ["Tiểu thuyết", "Truyện ngắn", "Thơ", "Lịch sử", "Nông nghiệp", "Sức khỏe", "Thiếu nhi", "Khoa học",
             "Văn học nước ngoài", "Giáo dục"]

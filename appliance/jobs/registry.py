@@ -10,7 +10,7 @@ from flask import Flask
 from appliance.jobs import child as childjobs
 from appliance.search import upkeep as indexing
 from appliance.search.errors import IndexBusy
-from appliance.search.index import COMPACT_SMALL_SEGMENTS
+from appliance.search.updates import COMPACT_SMALL_SEGMENTS
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
-"""The index folder's generations: which one is current, the others, the switch to another.
+"""The index folder's generations: which one is current, the others, the switch to another, and
+flushing a generation's files to disk.
 
 ``CURRENT`` names the live generation (a folder ``gen-000007``, say) and is replaced
-atomically; see ``appliance.search.index`` for how a rebuild makes a new generation and
+atomically; see ``appliance.search.rebuilds`` for how a rebuild makes a new generation and
 switches to it.
 """
 from __future__ import annotations
@@ -10,9 +11,9 @@ import os
 import re
 from pathlib import Path
 
-from appliance.storage.atomic import atomic_write_text
+from appliance.storage.atomic import atomic_write_text, fsync_dir
 
-__all__ = ["IndexFolder"]
+__all__ = ["IndexFolder", "fsync_file", "fsync_tree"]
 
 POINTER = "CURRENT"
 
@@ -57,3 +58,20 @@ class IndexFolder:
 
     def _switch_to(self, gen: str) -> None:
         atomic_write_text(self.folder / POINTER, gen + "\n")
+
+
+def fsync_file(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (FileNotFoundError, IsADirectoryError):
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: Path) -> None:
+    for name in os.listdir(path):
+        fsync_file(path / name)
+    fsync_dir(path)

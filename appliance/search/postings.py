@@ -1,7 +1,8 @@
 """The search index's postings as arrays: which books match, facet counts and ranking.
 
 ``appliance.search.index`` owns the index and is the only module that imports Whoosh; it hands
-this module a reader and a function reading one segment's postings. A Whoosh
+this module a reader and a function reading one segment's postings (whose posting lists of
+Whoosh's segment format it gives ``posting_list`` to decode). A Whoosh
 searcher visits matching documents one at a time in Python, which at 10,000
 books (where a short Vietnamese syllable is in half of them) costs hundreds of
 milliseconds per query. Here a term's postings are read once, block by block,
@@ -16,7 +17,11 @@ title, authors and subjects times that field's boost.
 """
 from __future__ import annotations
 
+import io
 import math
+import pickle
+import struct
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -219,3 +224,40 @@ def _by_count(names: list[str], counts: np.ndarray) -> dict[str, int]:
     nonzero = np.flatnonzero(counts)
     ordered = sorted(nonzero, key=lambda i: (-int(counts[i]), i))
     return {names[i]: int(counts[i]) for i in ordered}
+
+
+_BLOCK_SIZE = struct.Struct("!i")
+
+
+def posting_list(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(document numbers, weights) of a posting list of Whoosh's segment format, given whole.
+
+    The list (``whoosh.codec.whoosh3``): a 4-byte tag, then blocks of up to 128 postings, each a
+    big-endian signed size (negative for the last block), a pickled (count, last id, highest
+    weight, compression, shortest, longest) and a pickled (ids, weights, values), zlib-compressed
+    when compression is set. A block's ids are gaps, its first one counted from 0; its weights are
+    None (each 1), one number for all, or one each.
+    """
+    stream = io.BytesIO(data)
+    stream.seek(4)  # the tag, checked by the matcher
+    gaps: list[int] = []
+    weights: list[float] = []
+    last_id = 0
+    while True:
+        (block_size,) = _BLOCK_SIZE.unpack(stream.read(4))
+        end = stream.tell() + abs(block_size)
+        count, block_last_id, _, compression, _, _ = pickle.load(stream)
+        block = data[stream.tell():end]
+        stream.seek(end)
+        ids, block_weights, _ = pickle.loads(zlib.decompress(block) if compression else block)
+        first = len(gaps)
+        gaps.extend(ids)
+        gaps[first] -= last_id  # a gap from the previous block's last id, so one sum gives all ids
+        last_id = block_last_id
+        if block_weights is None or isinstance(block_weights, float):
+            weights.extend([1.0 if block_weights is None else block_weights] * count)
+        else:
+            weights.extend(block_weights)
+        if block_size < 0:
+            break
+    return np.cumsum(np.asarray(gaps, dtype=np.int64)).astype(np.int32), np.asarray(weights, dtype=np.float32)

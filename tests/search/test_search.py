@@ -14,12 +14,15 @@ import pytest
 
 from appliance.jobs import child as childjobs
 from appliance.search import index as search_module
+from appliance.search import rebuilds, updates, wordpairs
 from appliance.search import upkeep as indexing
 from appliance.search.chaptermarks import chapter_marks, chapters_with_any
-from appliance.search.documents import IndexDoc
+from appliance.search.documents import SEP, IndexDoc, index_documents
+from appliance.search.errors import IndexBusy
+from appliance.search.hits import SNIPPET_FIRST_BYTES, SNIPPET_HEAD_BYTES
 from appliance.search.index import SearchIndex
 from appliance.storage import db as dbmod
-from appliance.textfold import fold, tokens
+from appliance.textfold import clean, fold, tokens
 from tests.conftest import import_files
 
 
@@ -411,7 +414,7 @@ def test_snippets_decompress_the_head_of_a_long_chapter_and_the_rest_only_when_n
         hits = {h.book_id: h for h in index.search("ta xua").hits}
         assert set(hits) == {1, 2, 4}
         assert all("<mark>Tà</mark> <mark>Xùa</mark>" in h.snippet and h.chapter_position == 0 for h in hits.values())
-        first, head = search_module.SNIPPET_FIRST_BYTES, search_module.SNIPPET_HEAD_BYTES
+        first, head = SNIPPET_FIRST_BYTES, SNIPPET_HEAD_BYTES
         # Book 1's words are in the first bytes, book 4's in the head, book 2's past it: its whole chapter is read.
         assert sorted(asked, key=str) == sorted([(1, first), (2, first), (2, head), (2, None), (4, first), (4, head)],
                                                 key=str)
@@ -421,7 +424,7 @@ def test_snippets_decompress_the_head_of_a_long_chapter_and_the_rest_only_when_n
 
 def test_a_phrase_needs_its_words_not_only_their_pair_buckets(tmp_path, monkeypatch):
     # With one bucket every word pair of every book falls in it: only the words can tell.
-    monkeypatch.setattr(search_module, "PAIR_BUCKETS", 1)
+    monkeypatch.setattr(wordpairs, "PAIR_BUCKETS", 1)
     index = SearchIndex(tmp_path / "index")
     try:
         index.add_books([_doc(1, "Trước vành móng ngựa, phóng sự."), _doc(2, "महाभारत कथा पुराण")])
@@ -440,10 +443,10 @@ def test_the_words_given_to_the_index_are_what_its_analyzers_make_of_the_text(tm
                    ((0, "Phần một", "Tiếng khèn vọng lại. Con đường lên bản quanh co."),
                     (1, "", "nu\u031b\u0301o\u031bc chảy, 東京の図書館, ذهبَ الأطفالُ إلى المَكْتَبَةِ"),
                     (2, "Rỗng", "")))
-    document, = search_module._documents(doc)
+    document, = index_documents(doc)
     schema = search_module.make_schema()
-    text = search_module.SEP.join([search_module.clean(doc.title), *doc.authors, *doc.subjects, doc.description.replace("\x1f", " "),
-                                   *(f"{t}\n{x}" for _, t, x in doc.chapters)])
+    text = SEP.join([clean(doc.title), *doc.authors, *doc.subjects, doc.description.replace("\x1f", " "),
+                     *(f"{t}\n{x}" for _, t, x in doc.chapters)])
     for field in ("all", "pairs"):
         from_text = sorted(schema[field].index(text))
         assert from_text and sorted(schema[field].index(document[field])) == from_text, field
@@ -625,7 +628,7 @@ def test_books_that_arrive_while_another_process_rebuilds_the_index_are_in_the_n
     from appliance.search.errors import IndexBusy
 
     import_files(settings, [make_epub(title="Sách cũ", chapters=[("Một", ["Chữ trâu ở bản."])])])
-    monkeypatch.setattr(search_module, "WRITE_TIMEOUT", 0.3)  # how long an update waits for the rebuild
+    monkeypatch.setattr(rebuilds, "WRITE_TIMEOUT", 0.3)  # how long an update waits for the rebuild
     catalog_read, carry_on = threading.Event(), threading.Event()
     real_all_docs = indexing.all_docs
 
@@ -780,7 +783,7 @@ def test_posting_lists_read_whole_are_those_whoosh_reads_one_posting_at_a_time(t
                         assert got == [p for p in expected if not leaf.is_deleted(p[0])], (field, text)
                     read[field, text] = len(got)
         assert read["all", "khen"] == read["all", "may"] == 400  # four blocks each, book 5 among them
-        assert read["pairs", search_module.pair_term("khen", "nui")] == 400
+        assert read["pairs", wordpairs.pair_term("khen", "nui")] == 400
         assert index.search("khen").total == 399
     finally:
         index.close()
@@ -839,10 +842,10 @@ def test_the_small_segments_are_indexed_again_into_one_and_nothing_is_lost(index
 
 def test_fewer_small_segments_than_the_threshold_are_left_as_they_are(index):
     index.rebuild(_random_books(0, 100))
-    for k in range(search_module.COMPACT_SMALL_SEGMENTS - 1):
+    for k in range(updates.COMPACT_SMALL_SEGMENTS - 1):
         index.update(_random_books(100 + k, 101 + k))
     assert index.compact(lambda ids: pytest.fail("nothing should be indexed again")) == 0
-    assert index.segment_count() == search_module.COMPACT_SMALL_SEGMENTS
+    assert index.segment_count() == updates.COMPACT_SMALL_SEGMENTS
 
 
 def _one_large_import_and_four_small(settings, make_epub) -> None:
@@ -922,7 +925,7 @@ def test_many_books_waiting_are_indexed_by_a_process_of_its_own(settings, make_e
 
 
 @pytest.mark.parametrize("trouble, tries", [(OSError(28, "No space left on device"), "once"),
-                                            (search_module.IndexBusy("an import is writing"), "again")])
+                                            (IndexBusy("an import is writing"), "again")])
 def test_a_compaction_that_fails_leaves_the_index_serving_and_is_not_tried_again_at_once(
         settings, make_epub, app, monkeypatch, trouble, tries):
     """A failure is tried again an hour later; an index another process is writing to, after the
@@ -962,11 +965,11 @@ def test_the_index_jobs_processes_say_busy_and_failed_apart(settings, make_epub)
     other = SearchIndex(settings.index_dir)  # `library reindex`, say
     try:
         with other.rebuild_held_off():
-            with pytest.raises(search_module.IndexBusy):
+            with pytest.raises(IndexBusy):
                 childjobs.run(settings, "compact-index")
     finally:
         other.close()
-    lock = settings.index_dir / search_module.REBUILD_LOCK
+    lock = settings.index_dir / rebuilds.REBUILD_LOCK
     lock.unlink()
     lock.mkdir()
     with pytest.raises(childjobs.JobFailed):
@@ -986,10 +989,10 @@ def test_a_compaction_takes_the_smallest_segments_up_to_a_number_of_books(index,
     index.rebuild(_random_books(0, 100))
     for k, size in enumerate((12, 10, 11, 10, 10)):
         index.update(_random_books(100 + 20 * k, 100 + 20 * k + size))
-    monkeypatch.setattr(search_module, "COMPACT_MAX_BOOKS", 30)  # 10 + 10 + 10: three, not enough
+    monkeypatch.setattr(updates, "COMPACT_MAX_BOOKS", 30)  # 10 + 10 + 10: three, not enough
     assert index.small_segments() == 3
     assert index.compact(lambda ids: pytest.fail("nothing should be indexed again")) == 0
-    monkeypatch.setattr(search_module, "COMPACT_MAX_BOOKS", 41)  # 10 + 10 + 10 + 11
+    monkeypatch.setattr(updates, "COMPACT_MAX_BOOKS", 41)  # 10 + 10 + 10 + 11
     assert index.compact(lambda ids: (doc for doc in _random_books(100, 200) if doc.book_id in ids)) == 4
     assert index.segment_count() == 3  # the large one, the one of 12 books, the new one of 41
     assert index.book_ids() == set(range(100)) | {100 + 20 * k + n for k, size in enumerate((12, 10, 11, 10, 10))
