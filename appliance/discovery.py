@@ -349,23 +349,13 @@ def installed_channels(db_path) -> dict[str, int]:
     return {str(name): int(version) for name, version in rows}
 
 
-def start_for_box(settings, port: int, app=None) -> Discovery:
+def start_for_box(settings, port: int) -> Discovery:
     """Announce the box described by ``settings`` serving on ``port``; the web app shows nearby vans."""
-    from appliance.system.firstboot import ensure_box_key
+    from appliance.storage.keys import ensure_box_key
 
     box_id, _ = ensure_box_key(settings.keys_dir)
     discovery = Discovery(name=settings.box_name, port=port, box_id=box_id, role=settings.box_role,
                           channels=lambda: installed_channels(settings.db_path),
                           interfaces=settings.discovery_interfaces.split(","))
     discovery.start()
-    if app is not None:
-        app.extensions["discovery"] = discovery
     return discovery
-
-
-def template_context() -> dict:
-    """``nearby_vans`` for the templates: vans heard on the network by this web server."""
-    from flask import current_app
-
-    discovery = current_app.extensions.get("discovery")
-    return {"nearby_vans": discovery.vans() if discovery is not None else []}

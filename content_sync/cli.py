@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from appliance.cli.main import CONTEXT, load_settings, open_catalog
+from appliance.cli.common import CONTEXT, cli_catalog, load_settings, open_catalog
+from appliance.storage.atomic import NotEnoughDisk
 from content_sync.protocol import minisign
 from content_sync.protocol import releases as bundles
 from content_sync.sync import apply
@@ -148,11 +149,8 @@ def channels_group(ctx: click.Context) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    db = open_catalog(load_settings(ctx))
-    try:
+    with cli_catalog(load_settings(ctx)) as db:
         rows = apply.channel_rows(db)
-    finally:
-        db.close()
     if not rows:
         click.echo("No channels yet: library channels subscribe NAME")
     for row in rows:
@@ -172,7 +170,7 @@ def subscribe(ctx: click.Context, name: str) -> None:
     db = open_catalog(load_settings(ctx))
     try:
         apply.subscribe(db, name)
-    except bundles.BundleError as e:
+    except (bundles.BundleError, NotEnoughDisk) as e:
         raise click.ClickException(str(e)) from None
     finally:
         db.close()
@@ -187,12 +185,9 @@ def unsubscribe(ctx: click.Context, name: str) -> None:
 
     Example: library channels unsubscribe vi-literature
     """
-    db = open_catalog(load_settings(ctx))
-    try:
+    with cli_catalog(load_settings(ctx)) as db:
         if not apply.unsubscribe(db, name):
             raise click.ClickException(f"this box does not know a channel called {name}")
-    finally:
-        db.close()
     click.echo(f"Unsubscribed from {name}.")
 
 
@@ -214,8 +209,7 @@ def once(ctx: click.Context, location: str) -> None:
         source = source_for(location)
     except SourceError as e:
         raise click.ClickException(str(e)) from None
-    db = open_catalog(settings)
-    try:
+    with cli_catalog(settings) as db:
         if not apply.subscribed_channels(db):
             raise click.ClickException("this box follows no channel yet: library channels subscribe NAME")
         failed = 0
@@ -225,8 +219,6 @@ def once(ctx: click.Context, location: str) -> None:
                 click.echo(f"{channel}: refused: {outcome}", err=True)
             else:
                 click.echo(apply.describe(outcome))
-    finally:
-        db.close()
     if failed:
         raise click.ClickException(f"{failed} channel(s) not updated; the box keeps what it had")
 
@@ -283,7 +275,9 @@ def hub_group() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8090, show_default=True, type=int)
 @click.option("--threads", default=16, show_default=True, type=int)
-def hub_serve(data_dir: Path, host: str, port: int, threads: int) -> None:
+@click.option("--trusted-proxy", default="", metavar="ADDRESS",
+              help="Address of a load balancer in front of the hub: its X-Forwarded-For names the client.")
+def hub_serve(data_dir: Path, host: str, port: int, threads: int, trusted_proxy: str) -> None:
     """Serve the hub with waitress. Publish into DATA/tree with library bundle build --out DATA/tree.
 
     Example: library hub serve --data /srv/hub --host 0.0.0.0 --port 8090
@@ -293,7 +287,8 @@ def hub_serve(data_dir: Path, host: str, port: int, threads: int) -> None:
     from appliance.server.http import StopFlag, create_server, serve_until
     from content_sync.hub.factory import create_hub_app
 
-    server = create_server(create_hub_app(data_dir), host=host, port=port, threads=threads, ident="library-hub")
+    server = create_server(create_hub_app(data_dir), host=host, port=port, threads=threads, ident="library-hub",
+                           trusted_proxy=trusted_proxy)
     stopping = StopFlag()
     signal.signal(signal.SIGTERM, stopping.set)
     click.echo(f"Hub open at http://{server.effective_host}:{server.effective_port}/ ; releases from {data_dir / 'tree'}")
@@ -319,14 +314,11 @@ def stats_export(ctx: click.Context) -> None:
     from content_sync.protocol import batches as statsbatch
 
     settings = load_settings(ctx)
-    db = open_catalog(settings)
-    try:
+    with cli_catalog(settings) as db:
         if recorder() is not None:
             recorder().flush()
         path = statsbatch.export_batch(db, settings.outbox_dir, statsbatch.load_box_key(settings.keys_dir),
                                        min_term_count=settings.stats_min_term_count, box_name=settings.box_name)
-    finally:
-        db.close()
     pending = len(statsbatch.pending_batches(settings.outbox_dir))
     if path is None:
         click.echo(f"Nothing new to export; {pending} batch(es) wait in the outbox.")

@@ -1,6 +1,7 @@
 """Shared fixtures: settings in a temp folder, the app, a test client, the CLI, and a live server."""
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 
 from appliance.books.demo import DemoBook, DemoChapter, write_epub
 from appliance.settings import Settings
+from appliance.web.context import services
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -53,7 +55,7 @@ def app(settings: Settings):
 
     app = create_app(settings, TESTING=True)
     yield app
-    app.extensions["library"].close()
+    services(app).library.close()
 
 
 @pytest.fixture
@@ -128,3 +130,15 @@ def live_server(app) -> Iterator[LiveServer]:
 
 
 from tests.support.admin import admin_client, librarian  # noqa: E402,F401  (fixtures for the librarian pages' tests)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """End a run that skipped tests by saying what brings them back (scripts/test installs it as root)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    packages = os.environ.get("LIBRARY_TEST_DEBIAN_PACKAGES",
+                              "chromium minisign dnsmasq systemd iproute2 dnsutils hostapd fdisk zbar-tools")
+    terminalreporter.write_sep("-", f"{len(skipped)} tests skipped (reasons above)")
+    terminalreporter.write_line(f"To run them: sudo apt-get install -y {packages}, then scripts/test again "
+                                f"(tests of the real books also need ../shared beside this checkout).")

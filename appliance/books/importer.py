@@ -6,6 +6,8 @@ never stops the batch. Re-importing the same file (same hash) is a no-op.
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -25,7 +27,7 @@ from appliance.search.index import SearchIndex
 from appliance.search.upkeep import catch_up, rebuild
 from appliance.settings import Settings
 from appliance.storage import catalog
-from appliance.storage.atomic import free_bytes
+from appliance.storage.atomic import NotEnoughDisk, free_bytes
 from appliance.storage.blobs import BlobStore, sha256_file
 from appliance.workerpool import process_pool
 
@@ -49,18 +51,15 @@ class ImportReport:
         return len(self.imported) + len(self.duplicates) + len(self.quarantined)
 
 
-class DiskFull(RuntimeError):
-    """Importing would eat into the disk reserve."""
-
-
 def find_epubs(paths: Iterable[Path]) -> Iterator[Path]:
     """Files given directly, and every ``*.epub`` (any case) below given folders, in a stable order."""
     for path in paths:
         path = Path(path)
-        if path.is_dir():
-            for found in sorted(path.rglob("*")):
-                if found.is_file() and found.suffix.lower() in EPUB_SUFFIXES:
-                    yield found
+        if path.is_dir() and not path.is_symlink():
+            found = []
+            for folder, _subfolders, files in os.walk(path, followlinks=False):  # links are not followed
+                found += (Path(folder, name) for name in files if Path(name).suffix.lower() in EPUB_SUFFIXES)
+            yield from sorted(found)
         else:
             yield path
 
@@ -123,6 +122,11 @@ class Importer:
     def _examine(self, path: Path, report: ImportReport) -> tuple[str, int] | None:
         """(sha256, size) of a file not yet in the catalog; None (and the report says why) else."""
         try:
+            kind = os.lstat(path).st_mode
+            if not stat.S_ISREG(kind):  # a link, a FIFO, a device: never read, never copied to quarantine
+                what = N_("a symbolic link") if stat.S_ISLNK(kind) else N_("not a regular file")
+                report.quarantined.append((str(path), say(N_("skipped: %(what)s"), what=say(what))))
+                return None
             sha = sha256_file(path)
             size = path.stat().st_size
         except OSError as e:
@@ -144,9 +148,8 @@ class Importer:
         reserve = self.settings.disk_reserve_mb * 1024 * 1024
         self.settings.home.mkdir(parents=True, exist_ok=True)
         if free_bytes(self.settings.home) - 2 * size < reserve:
-            raise DiskFull(
-                f"not enough free disk to import {path.name}: {self.settings.disk_reserve_mb} MB must stay free"
-            )
+            raise NotEnoughDisk(N_("not enough free disk to import %(name)s: %(reserve)d MB must stay free"),
+                                name=path.name, reserve=self.settings.disk_reserve_mb)
         if isinstance(read, Message):
             self._quarantine(path, sha, read, report)
             return

@@ -30,7 +30,8 @@ def keep(settings: Settings, db: sqlite_utils.Database, path: Path, sha256: str,
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "rb") as source:
-            atomic_write_chunks(target, iter(lambda: source.read(1024 * 1024), b""))
+            # Owner-only: whatever it is, only the librarian's pages hand it out.
+            atomic_write_chunks(target, iter(lambda: source.read(1024 * 1024), b""), mode=0o600)
     catalog.add_quarantine(db, sha256, path.name, reason)
     logger.warning("quarantined %s: %s", path, reason)
 

@@ -39,6 +39,7 @@ from werkzeug.utils import secure_filename
 from appliance.books import quarantine
 from appliance.messages import N_, Message, say
 from appliance.settings import Settings
+from appliance.storage.atomic import NotEnoughDisk
 
 logger = logging.getLogger(__name__)
 
@@ -66,37 +67,14 @@ class StagingRequest(Request):
 
     def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
                          filename: str | None = None, content_length: int | None = None) -> IO[bytes]:
-        folder = uploads_dir(current_app.extensions["library"].settings)
+        folder = Path(current_app.config["LIBRARY_UPLOADS_DIR"])
         folder.mkdir(parents=True, exist_ok=True)
         return tempfile.TemporaryFile("w+b", dir=folder)
 
 
-def init_uploads(app: Flask) -> None:
+def init_uploads(app: Flask, settings: Settings) -> None:
+    app.config["LIBRARY_UPLOADS_DIR"] = str(uploads_dir(settings))
     app.request_class = StagingRequest
-
-
-def server_temp_folder(settings: Settings) -> Path:
-    return settings.staging_dir / "tmp"
-
-
-def prepare_server(settings: Settings) -> dict[str, int]:
-    """At server start (in its first process): clear what interrupted uploads left, then
-    ``server_options``."""
-    clean_staging(settings)
-    shutil.rmtree(server_temp_folder(settings), ignore_errors=True)
-    return server_options(settings)
-
-
-def server_options(settings: Settings) -> dict[str, int]:
-    """For each process of the server: keep its temporary files (waitress spools request bodies
-    over 512 KB to them) in the data folder rather than in /tmp, which is RAM on many boxes, and
-    return waitress options capping the request body size."""
-    folder = server_temp_folder(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    tempfile.tempdir = str(folder)
-    # A little above the upload limit, so that Flask answers a slightly bigger upload with its own
-    # page saying the limit, and waitress stops a hugely bigger one early.
-    return {"max_request_body_size": (settings.upload_max_mb + 16) * 1024 * 1024}
 
 
 def clean_staging(settings: Settings) -> int:
@@ -256,7 +234,7 @@ def _staging_folder(settings: Settings, prefix: str) -> Path:
 def _import_staged(path: Path, shown: str, settings: Settings, db: sqlite_utils.Database) -> UploadOutcome:
     """Check and import a file staged in a folder of its own, which is removed afterwards."""
     # Imported here, not at the top: a server that only lends books never loads the EPUB reader.
-    from appliance.books.importer import DiskFull, Importer, ImportReport
+    from appliance.books.importer import Importer, ImportReport
 
     try:
         check_epub_archive(path)
@@ -265,7 +243,7 @@ def _import_staged(path: Path, shown: str, settings: Settings, db: sqlite_utils.
     except UploadRefused as e:
         logger.info("upload refused: %s", e)
         return UploadOutcome(shown, "refused", str(e))
-    except DiskFull:
+    except NotEnoughDisk:
         return UploadOutcome(shown, "refused", _("There is not enough free disk to add this book: %(mb)d MB must "
                                                  "stay free.", mb=settings.disk_reserve_mb))
     finally:

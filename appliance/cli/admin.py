@@ -5,7 +5,7 @@ import logging
 
 import click
 
-from appliance.cli.main import CONTEXT, load_settings, open_catalog
+from appliance.cli.common import CONTEXT, cli_catalog, load_settings, open_catalog
 from appliance.settings import Settings
 from appliance.storage import accounts as auth
 
@@ -14,11 +14,8 @@ logger = logging.getLogger(__name__)
 
 def announce_setup_code(settings: Settings) -> str | None:
     """At server start: while no librarian account exists, make the setup code active and show it."""
-    db = open_catalog(settings)
-    try:
+    with cli_catalog(settings) as db:
         code = auth.prepare_setup_code(settings, db)
-    finally:
-        db.close()
     if code:
         message = (f"No librarian account yet. Open /admin/setup on this library and type the setup code "
                    f"{code} (or run: library admin create NAME).")
@@ -83,11 +80,8 @@ def list_accounts(ctx: click.Context) -> None:
     Example: library admin list
     """
     settings = load_settings(ctx)
-    db = open_catalog(settings)
-    try:
+    with cli_catalog(settings) as db:
         accounts = auth.list_admins(db)
-    finally:
-        db.close()
     if not accounts:
         click.echo("No librarian accounts. Create one with: library admin create NAME")
     for a in accounts:

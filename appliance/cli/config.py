@@ -5,7 +5,7 @@ from pathlib import Path, PurePosixPath
 
 import click
 
-from appliance.cli.main import CONTEXT, load_settings
+from appliance.cli.common import CONTEXT, load_settings
 from appliance.system import ConfigError, ImageLayout, render_all, write_files
 
 

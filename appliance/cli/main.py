@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -10,21 +9,10 @@ from pathlib import Path
 import click
 
 from appliance.cli.areas import AreasGroup
+from appliance.cli.common import CONTEXT, WORKERS_OPTION, load_settings, open_catalog
 from appliance.settings import Settings, SettingsError, describe
 
 logger = logging.getLogger(__name__)
-
-CONTEXT = {"help_option_names": ["-h", "--help"]}
-
-
-def load_settings(ctx: click.Context, **overrides) -> Settings:
-    base: Settings = ctx.obj
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return base.replace(**changes) if changes else base
-    except SettingsError as e:
-        raise click.ClickException(str(e)) from None
-
 
 @click.group(cls=AreasGroup, context_settings=CONTEXT)
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), help="Data folder (LIBRARY_HOME).")
@@ -48,29 +36,9 @@ def cli(ctx: click.Context, home: Path | None, verbose: bool) -> None:
         raise click.ClickException(str(e)) from None
 
 
-def open_catalog(settings: Settings):
-    from appliance.storage import db
-
-    try:
-        return db.connect(settings.db_path)
-    except Exception as e:  # sqlite3.DatabaseError and friends
-        raise click.ClickException(f"cannot open the catalog at {settings.db_path}: {e}") from None
-
-
-def default_jobs() -> int:
-    """Processes an import or a rebuild uses: two where there are two cores. At 10,075 books a
-    worker reading books took 70 MB, one building the index up to 230 MB, and the whole import at
-    most 510 MB (the box has 1 GB)."""
-    return max(1, min(2, os.cpu_count() or 1))
-
-
-JOBS = click.option("--jobs", "-j", type=click.IntRange(1, 8), default=default_jobs, show_default="2; 1 on a one-core machine",
-                    help="How many processes read the books and build the search index.")
-
-
 @cli.command("import", context_settings=CONTEXT)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@JOBS
+@WORKERS_OPTION
 @click.option("--warnings", "show_warnings", is_flag=True,
               help="Also print the warnings of each imported book (a missing picture, a wrong language tag...).")
 @click.pass_context
@@ -81,8 +49,9 @@ def import_command(ctx: click.Context, paths: tuple[Path, ...], jobs: int, show_
 
     Example: library import /media/usb/books new-book.epub
     """
-    from appliance.books.importer import DiskFull, Importer, find_epubs
+    from appliance.books.importer import Importer, find_epubs
     from appliance.search.index import SearchIndex
+    from appliance.storage.atomic import NotEnoughDisk
 
     settings = load_settings(ctx)
     db = open_catalog(settings)
@@ -99,7 +68,7 @@ def import_command(ctx: click.Context, paths: tuple[Path, ...], jobs: int, show_
         with click.progressbar(length=len(files), label="Importing", file=sys.stderr,
                                show_pos=True) as bar:
             report = importer.import_paths(files, progress=lambda _p: bar.update(1), bulk=bulk)
-    except DiskFull as e:
+    except NotEnoughDisk as e:
         raise click.ClickException(str(e)) from None
     finally:
         index.close()
@@ -119,7 +88,7 @@ def import_command(ctx: click.Context, paths: tuple[Path, ...], jobs: int, show_
 
 
 @cli.command(context_settings=CONTEXT)
-@JOBS
+@WORKERS_OPTION
 @click.pass_context
 def reindex(ctx: click.Context, jobs: int) -> None:
     """Rebuild the search index from the catalog.
@@ -144,13 +113,14 @@ def reindex(ctx: click.Context, jobs: int) -> None:
 
 def run_server(settings: Settings) -> None:
     """Serve the web app with waitress until SIGTERM or Ctrl-C; bring the index up to date meanwhile."""
-    from appliance.books.uploads import prepare_server
     from appliance.cli.admin import announce_setup_code
     from appliance.jobs.registry import start_index_keeper
     from appliance.memory import MemoryTrimmer, limit_arenas
     from appliance.server.http import StopFlag, create_server, serve_until, shared_port_sockets
-    from appliance.server.processes import Workers, worker_count
+    from appliance.server.options import prepare_server
+    from appliance.server.processes import WorkerProcesses, worker_count
     from appliance.storage.blobs import BlobStore
+    from appliance.web.context import services
     from appliance.web.factory import create_app
 
     limit_arenas()
@@ -161,15 +131,15 @@ def run_server(settings: Settings) -> None:
     count = worker_count(settings)
     sockets = shared_port_sockets(settings.host, settings.port, count) if count > 1 else None
     listen = {"sockets": [group[0] for group in sockets]} if sockets else {"host": settings.host, "port": settings.port}
-    server = create_server(app, **listen, threads=settings.threads, ident="library", **prepare_server(settings))
-    workers = Workers(app, settings, sockets) if sockets else None
+    server = create_server(app, **listen, threads=settings.threads, ident="library", **prepare_server(settings, processes=count))
+    workers = WorkerProcesses(app, settings, sockets) if sockets else None
     announce_setup_code(settings)
-    keeper = start_index_keeper(app)
+    keeper = start_index_keeper(services(app).library)
     discovery = None
     if settings.discovery:
         from appliance.discovery import start_for_box
 
-        discovery = start_for_box(settings, server.effective_port, app)
+        discovery = services(app).vans = start_for_box(settings, server.effective_port)
     trimmer = MemoryTrimmer()
 
     def tick() -> None:
@@ -195,7 +165,7 @@ def run_server(settings: Settings) -> None:
         keeper.set()
         if discovery is not None:
             discovery.close()
-        app.extensions["library"].close()
+        services(app).library.close()
 
 
 @cli.command(context_settings=CONTEXT)

@@ -22,7 +22,7 @@ from appliance.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-JOBS = ("rebuild-index", "compact-index", "catch-up", "sync")
+CHILD_JOBS = ("rebuild-index", "compact-index", "catch-up", "sync")
 BUSY = 75  # exit status: the search index was busy (another process rebuilds it or writes to it)
 
 
@@ -34,7 +34,7 @@ def run(settings: Settings, job: str) -> None:
     """Run ``job`` in a process of its own and wait for it; IndexBusy when the index was busy,
     JobFailed when the job failed. The thread that calls it waits the whole time, as it must:
     Linux signals the child when the thread that started it ends."""
-    if job not in JOBS:
+    if job not in CHILD_JOBS:
         raise ValueError(f"no such job: {job}")
     command = [sys.executable, "-m", "appliance.jobs.child", "--parent", str(os.getpid()), job]
     process = subprocess.Popen(command, env=settings.child_env(), stdin=subprocess.DEVNULL)
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     """A job's process: do the job, then end with 0, BUSY or 1."""
     parser = argparse.ArgumentParser(prog="python -m appliance.jobs.child", description=main.__doc__)
     parser.add_argument("--parent", type=int, required=True, help="the server's pid")
-    parser.add_argument("job", choices=JOBS)
+    parser.add_argument("job", choices=CHILD_JOBS)
     args = parser.parse_args(argv)
     from appliance.memory import limit_arenas
     from appliance.workerpool import die_with_parent

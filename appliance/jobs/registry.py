@@ -4,8 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-
-from flask import Flask
+from enum import StrEnum
 
 from appliance.jobs import child as childjobs
 from appliance.search import upkeep as indexing
@@ -13,6 +12,15 @@ from appliance.search.errors import IndexBusy
 from appliance.search.updates import COMPACT_SMALL_SEGMENTS
 
 logger = logging.getLogger(__name__)
+
+
+class IndexState(StrEnum):
+    """The search index as the server sees it (the librarian's system page says which)."""
+
+    UNKNOWN = "unknown"  # not looked at yet
+    CURRENT = "current"  # every change of the catalog is in it
+    REBUILDING = "rebuilding"  # being made anew; searches use the old one, or titles and authors
+    FAILED = "failed"  # keeping it current failed; tried again
 
 INDEX_CHECK_SECONDS = 5.0
 # The books of the index's small segments are indexed again into one once no reader has asked
@@ -27,13 +35,12 @@ COMPACT_RETRY_SECONDS = 3600.0  # after a compaction failed
 CHILD_CATCH_UP_BOOKS = 20
 
 
-def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDEX_CHECK_SECONDS,
+def keep_index_current(state, stop: threading.Event, interval: float = INDEX_CHECK_SECONDS,
                        compact_idle: float = COMPACT_IDLE_SECONDS) -> None:
     """Bring the index up to date at start (rebuilding it if broken), then replay new catalog
     changes (from imports, bundles or the admin pages) every few seconds, and compact the small
     segments those changes leave once the box has had no request for ``compact_idle`` seconds.
     Rebuilds, compactions and many changes are done by a process of its own (appliance.jobs.child)."""
-    state = app.extensions["library"]
     first = True
     busy = False  # the last turn found the index busy
     compact_after = 0.0  # monotonic time before which no compaction is tried
@@ -43,7 +50,7 @@ def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDE
             try:
                 with state.index_lock:
                     if first:
-                        state.index_state = "rebuilding" if not state.index.is_usable() else state.index_state
+                        state.index_state = IndexState.REBUILDING if not state.index.is_usable() else state.index_state
                     if indexing.pending_count(db) >= CHILD_CATCH_UP_BOOKS:
                         childjobs.run(state.settings, "catch-up")
                     if first:
@@ -52,7 +59,7 @@ def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDE
                         first = False
                     else:
                         indexing.catch_up(db, state.index, _rebuild_in_child(state))
-                    state.index_state = "current"
+                    state.index_state = IndexState.CURRENT
             finally:
                 db.close()
         except IndexBusy as e:  # another process rebuilds it, or holds its writer: after that
@@ -60,11 +67,11 @@ def keep_index_current(app: Flask, stop: threading.Event, interval: float = INDE
                 logger.info("the search index is busy (%s); catching up after", e)
             busy = True
         except Exception:
-            state.index_state = "failed"
+            state.index_state = IndexState.FAILED
             logger.exception("keeping the search index current failed; will retry")
         else:
             busy = False
-        if state.index_state == "current" and state.idle_seconds() >= compact_idle and time.monotonic() >= compact_after:
+        if state.index_state == IndexState.CURRENT and state.idle_seconds() >= compact_idle and time.monotonic() >= compact_after:
             try:
                 _compact(state)
             except IndexBusy:  # another process (an import) is writing to it: after the next idle spell
@@ -87,20 +94,13 @@ def _rebuild_in_child(state):
     return lambda db, index: childjobs.run(state.settings, "rebuild-index")
 
 
-def start_index_keeper(app: Flask, interval: float = INDEX_CHECK_SECONDS,
+def start_index_keeper(state, interval: float = INDEX_CHECK_SECONDS,
                        compact_idle: float = COMPACT_IDLE_SECONDS) -> threading.Event:
     stop = threading.Event()
-    thread = threading.Thread(target=keep_index_current, args=(app, stop, interval, compact_idle),
+    thread = threading.Thread(target=keep_index_current, args=(state, stop, interval, compact_idle),
                               name="index-keeper", daemon=True)
     thread.start()
     return stop
-
-
-def jobs() -> Jobs:
-    """The librarian's jobs of this app (the first process's, in a worker)."""
-    from flask import current_app
-
-    return current_app.extensions["jobs"]
 
 
 class Jobs:
@@ -109,19 +109,20 @@ class Jobs:
     several processes has one, in its first process (the others ask it: appliance.server.processes), so a
     second press is refused whichever process answers it."""
 
-    def __init__(self, app: Flask):
-        self.app = app
+    def __init__(self, state):
+        """``state``: the web app's ``LibraryState`` (settings, the index and what it is in)."""
+        self.state = state
         self._guard = threading.Lock()
         self._watchers: dict[str, threading.Thread] = {}
         self._failed: dict[str, bool] = {}
 
-    def index_state(self) -> str:
+    def index_state(self) -> IndexState:
         """unknown, current, rebuilding or failed: rebuilding while the librarian's rebuild runs,
         else as the thread keeping the index sees it (a rebuild that failed leaves the index as it
         was: see ``rebuild_failed``)."""
         if self.rebuild_running():
-            return "rebuilding"
-        return self.app.extensions["library"].index_state
+            return IndexState.REBUILDING
+        return self.state.index_state
 
     def rebuild_failed(self) -> bool:
         """Whether the librarian's last rebuild failed (until the next one starts)."""
@@ -161,7 +162,7 @@ class Jobs:
         return watcher is not None and watcher.is_alive()
 
     def _watch(self, job: str) -> None:
-        state = self.app.extensions["library"]
+        state = self.state
         try:
             childjobs.run(state.settings, job)
         except Exception:
@@ -169,4 +170,4 @@ class Jobs:
             logger.exception("the librarian's %s failed", job)
         else:
             if job == "rebuild-index":
-                state.index_state = "current"
+                state.index_state = IndexState.CURRENT

@@ -18,7 +18,7 @@ import sqlite_utils
 from appliance.search.documents import IndexDoc
 from appliance.search.index import SearchIndex
 from appliance.storage import catalog
-from appliance.storage.db import connect
+from appliance.storage.db import catalog_session
 
 logger = logging.getLogger(__name__)
 
@@ -55,14 +55,11 @@ def all_docs(db: sqlite_utils.Database) -> Iterator[IndexDoc]:
 def docs_in(db_path: str, book_ids: Sequence[int]) -> Iterator[IndexDoc]:
     """The books ``book_ids`` (those still there) read from the catalog file ``db_path``: one part
     of a rebuild, read in the worker process that indexes it."""
-    db = connect(Path(db_path), migrate=False)
-    try:
+    with catalog_session(Path(db_path), migrate=False) as db:
         for book_id in book_ids:
             doc = index_doc(db, book_id)
             if doc is not None:
                 yield doc
-    finally:
-        db.close()
 
 
 def parts_of(db: sqlite_utils.Database, count: int) -> list[Callable[[], Iterator[IndexDoc]]]:

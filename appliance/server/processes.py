@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import mmap
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -37,6 +35,9 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from appliance.settings import Settings
+from appliance.web.board import Board
+from appliance.web.context import services
+from appliance.web.services import BoxServices
 from appliance.workerpool import die_with_parent
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,6 @@ RESTART_FIRST_SECONDS = 1.0
 RESTART_MAX_SECONDS = 60.0
 STOP_SECONDS = 10.0
 VANS_SECONDS = 5.0  # a worker asks for the vans nearby at most this often (every page shows them)
-_SLOT = struct.Struct("d")
 
 
 def worker_count(settings: Settings) -> int:
@@ -61,47 +61,6 @@ def worker_count(settings: Settings) -> int:
     except AttributeError:
         cores = os.cpu_count() or 1
     return max(1, min(cores, MAX_AUTO_WORKERS))
-
-
-class Board:
-    """When each of the server's processes last received a request (``time.monotonic``, which
-    every process of the machine reads from the same clock): one slot each, in shared memory."""
-
-    def __init__(self, memory: mmap.mmap, slots: int, fd: int | None = None):
-        self._memory = memory
-        self.slots = slots
-        self.fd = fd
-
-    @classmethod
-    def private(cls) -> Board:
-        """One slot, in this process's memory only (a server of one process), noted now."""
-        return cls(mmap.mmap(-1, _SLOT.size), 1)._noted_now()
-
-    @classmethod
-    def shared(cls, slots: int) -> Board:
-        """A board, noted now, that processes started with ``pass_fds=[board.fd]`` can ``attach`` to."""
-        fd = os.memfd_create("library-board", 0)
-        os.ftruncate(fd, _SLOT.size * slots)
-        return cls(mmap.mmap(fd, _SLOT.size * slots), slots, fd)._noted_now()
-
-    @classmethod
-    def attach(cls, fd: int, slots: int) -> Board:
-        return cls(mmap.mmap(fd, _SLOT.size * slots), slots, fd)
-
-    def note(self, slot: int, at: float | None = None) -> None:
-        _SLOT.pack_into(self._memory, slot * _SLOT.size, time.monotonic() if at is None else at)
-
-    def _noted_now(self) -> Board:
-        now = time.monotonic()
-        for slot in range(self.slots):
-            self.note(slot, now)
-        return self
-
-    def _read(self, slot: int) -> float:
-        return _SLOT.unpack_from(self._memory, slot * _SLOT.size)[0]
-
-    def latest(self) -> float:
-        return max(self._read(i) for i in range(self.slots))
 
 
 class Link:
@@ -137,7 +96,7 @@ class RemoteVans:
     """The vans nearby as the first process hears them, asked at most every ``VANS_SECONDS``."""
 
     def __init__(self, link: Link, seconds: float = VANS_SECONDS):
-        self._remote = Remote(link, "discovery")
+        self._remote = Remote(link, "vans")
         self._seconds = seconds
         self._kept: tuple[float, list] | None = None
 
@@ -149,26 +108,17 @@ class RemoteVans:
         return kept[1]
 
 
-class _NoVans:
-    def vans(self) -> list:
-        return []
-
-
 def shared_objects(app) -> dict[str, object]:
     """What workers ask the first process for, by the names ``Remote`` uses."""
-    return {
-        "jobs": app.extensions["jobs"],
-        "portal": app.extensions["portal"],
-        "admin_limiter": app.extensions["admin_limiter"],
-        "discovery": app.extensions.get("discovery") or _NoVans(),
-    }
+    return {name: getattr(services(app), name) for name in BoxServices.SHARED}
 
 
 def use_first_process(app, link: Link) -> None:
     """Make a worker's app ask the first process for what there is only one of."""
-    for name in ("jobs", "portal", "admin_limiter"):
-        app.extensions[name] = Remote(link, name)
-    app.extensions["discovery"] = RemoteVans(link)
+    for name in BoxServices.SHARED:
+        if name != "vans":
+            setattr(services(app), name, Remote(link, name))
+    services(app).vans = RemoteVans(link)
 
 
 def _answer_calls(conn: Connection, objects: Callable[[], dict[str, object]], slot: int) -> None:
@@ -199,7 +149,7 @@ def _answer(conn: Connection, objects: Callable[[], dict[str, object]], slot: in
             conn.send((False, RuntimeError(f"{target}.{method}: {e}")))
 
 
-class Workers:
+class WorkerProcesses:
     """The processes that answer besides the first one: started, watched, started again, stopped."""
 
     def __init__(self, app, settings: Settings, sockets: list[list[socket.socket]]):
@@ -211,7 +161,7 @@ class Workers:
         self.sockets = sockets
         self.count = len(sockets[0])
         self.board = Board.shared(self.count)
-        state = app.extensions["library"]
+        state = services(app).library
         state.board, state.slot = self.board, 0
         self._processes: dict[int, subprocess.Popen] = {}
         self._started_at: dict[int, float] = {}
@@ -290,9 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--link", type=int, required=True)
     parser.add_argument("--listen", required=True)
     args = parser.parse_args(argv)
-    from appliance.books.uploads import server_options
     from appliance.memory import MemoryTrimmer, limit_arenas
     from appliance.server.http import StopFlag, create_server, serve_until
+    from appliance.server.options import server_options
     from appliance.web.factory import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -306,12 +256,12 @@ def main(argv: list[str] | None = None) -> None:
     limit_arenas()
     settings = Settings.passed_on()
     app = create_app(settings)
-    state = app.extensions["library"]
+    state = services(app).library
     state.board, state.slot = Board.attach(args.board, args.slots), args.slot
     use_first_process(app, Link(socket.socket(fileno=args.link)))
     sockets = [socket.socket(fileno=int(fd)) for fd in args.listen.split(",")]
     server = create_server(app, sockets=sockets, threads=settings.threads, ident="library",
-                           **server_options(settings))
+                           **server_options(settings, processes=args.slots))
     trimmer = MemoryTrimmer()
 
     def tick() -> None:

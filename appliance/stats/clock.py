@@ -94,12 +94,3 @@ class BoxClock:
 
 
 DEFAULT_CLOCK = BoxClock()
-
-
-def apply_trusted_time(db: sqlite_utils.Database, unix_seconds: float, source: str,
-                       clock: BoxClock = DEFAULT_CLOCK) -> None:
-    """Fix the box's clock from a trusted time (hub or librarian) and date what was recorded meanwhile."""
-    clock.trust(db, unix_seconds, source)
-    from appliance.stats import counts as stats
-
-    stats.redate_uncertain(db, clock)

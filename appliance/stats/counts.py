@@ -243,3 +243,10 @@ def _days_back(db: sqlite_utils.Database, days: int) -> str:
         return ""
     end = datetime.strptime(latest, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
     return _day_hour(end - (days - 1) * 86400)[0]
+
+
+def apply_trusted_time(db: sqlite_utils.Database, unix_seconds: float, source: str,
+                       clock: BoxClock = DEFAULT_CLOCK) -> None:
+    """Fix the box's clock from a trusted time (hub or librarian) and date what was recorded meanwhile."""
+    clock.trust(db, unix_seconds, source)
+    redate_uncertain(db, clock)

@@ -32,6 +32,7 @@ import sqlite_utils
 from appliance.messages import N_, SaidError
 from appliance.settings import Settings
 from appliance.storage.db import get_setting, next_seq
+from appliance.storage.keys import new_setup_code, setup_code_path
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,9 @@ class Admin:
 
 
 # --- password hashing -------------------------------------------------------------------------
+
+
+SESSION_COOKIE = "library_admin"  # the cookie holding a librarian's session token
 
 
 def _b64(data: bytes) -> str:
@@ -250,9 +254,7 @@ def normalize_setup_code(code: str) -> str:
 
 
 def _setup_code_file(settings: Settings):
-    from appliance.system.firstboot import ADMIN_SETUP_CODE
-
-    return settings.keys_dir / ADMIN_SETUP_CODE
+    return setup_code_path(settings.keys_dir)
 
 
 def prepare_setup_code(settings: Settings, db: sqlite_utils.Database) -> str | None:
@@ -261,8 +263,6 @@ def prepare_setup_code(settings: Settings, db: sqlite_utils.Database) -> str | N
     Uses the code the first-boot step wrote, if any, else makes a new one (the previous one stops
     working). Returns None, and forgets any code, once an account exists.
     """
-    from appliance.system.firstboot import new_setup_code
-
     if admin_count(db):
         forget_setup_code(settings, db)
         return None

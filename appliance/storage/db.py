@@ -9,6 +9,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
@@ -17,6 +18,14 @@ from sqlite_utils import Migrations
 logger = logging.getLogger(__name__)
 
 migrations = Migrations("library")
+# Migrations are named in the order they run. Catalogs made before they were keep their records
+# under these names; ``_recognise_old_names`` renames them so that nothing runs twice.
+OLD_MIGRATION_NAMES = {
+    "m030_admin_accounts": "m002_admin_accounts",
+    "m020_channels": "m003_channels",
+    "m040_stats": "m004_stats",
+    "m050_quarantine_message": "m005_quarantine_message",
+}
 
 
 class Catalog(sqlite_utils.Database):
@@ -66,8 +75,28 @@ def connect(path: Path, *, migrate: bool = True) -> sqlite_utils.Database:
         # start together after an update, and the one that waited finds the other did the work
         # (else it would add the same column or table a second time, and stop).
         with db.atomic():
+            _recognise_old_names(db)
             migrations.apply(db)
     return db
+
+
+def _recognise_old_names(db: sqlite_utils.Database) -> None:
+    """Rename the records of migrations applied under their old names (OLD_MIGRATION_NAMES)."""
+    table = Migrations.migrations_table
+    if not db[table].exists():
+        return
+    for old, new in OLD_MIGRATION_NAMES.items():
+        db.execute(f"UPDATE [{table}] SET name = ? WHERE migration_set = ? AND name = ?", [new, migrations.name, old])
+
+
+@contextmanager
+def catalog_session(path: Path, *, migrate: bool = True) -> Iterator[sqlite_utils.Database]:
+    """``with catalog_session(settings.db_path) as db:`` the catalog, closed at the end of the block."""
+    db = connect(path, migrate=migrate)
+    try:
+        yield db
+    finally:
+        db.close()
 
 
 def next_seq(db: sqlite_utils.Database, name: str = "catalog") -> int:
@@ -199,7 +228,7 @@ def m001_catalog(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m030_admin_accounts(db: sqlite_utils.Database) -> None:
+def m002_admin_accounts(db: sqlite_utils.Database) -> None:
     """Librarian accounts and their server-side sessions.
 
     Only a password hash is stored (see appliance/storage/accounts.py for its format). A session row holds the
@@ -228,7 +257,7 @@ def m030_admin_accounts(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m020_channels(db: sqlite_utils.Database) -> None:
+def m003_channels(db: sqlite_utils.Database) -> None:
     """Channels this box subscribes to, the release installed of each, and which book each item is.
 
     ``version`` is NULL until a first release is installed. A book listed by two channels has two
@@ -258,7 +287,7 @@ def m020_channels(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m040_stats(db: sqlite_utils.Database) -> None:
+def m004_stats(db: sqlite_utils.Database) -> None:
     """Usage counts (see appliance/stats/counts.py): nothing about readers, only counts.
 
     Dimensions use sentinels instead of NULL so that one row holds one count: ``day`` '' and
@@ -292,7 +321,14 @@ def m040_stats(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m050_quarantine_message(db: sqlite_utils.Database) -> None:
+def m005_quarantine_message(db: sqlite_utils.Database) -> None:
     """Why a file was quarantined, as a message with its values (appliance/messages.py), so that a
     librarian's page says it in the page's language; ``reason`` keeps it in English."""
     _run_script(db, "ALTER TABLE quarantine ADD COLUMN reason_message TEXT")
+
+
+@migrations()
+def m006_channel_item_metadata(db: sqlite_utils.Database) -> None:
+    """The hash of the metadata each release item was installed with, so that a newer release that
+    changes only an item's metadata (its file the same) is installed as an update."""
+    _run_script(db, "ALTER TABLE channel_items ADD COLUMN metadata_sha256 TEXT NOT NULL DEFAULT ''")

@@ -9,15 +9,13 @@ never baked into the image.
 """
 from __future__ import annotations
 
-import base64
 import logging
-import secrets
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
 
 from appliance.settings import Settings
-from appliance.storage.atomic import atomic_write_bytes, atomic_write_text
+from appliance.storage.atomic import atomic_write_text
+from appliance.storage.keys import ADMIN_SETUP_CODE, BOX_KEY, ensure_box_key, new_setup_code
 from appliance.system.layout import (
     HEADER,
     ImageLayout,
@@ -30,11 +28,7 @@ from appliance.system.wifi import check_wifi
 
 logger = logging.getLogger(__name__)
 
-BOX_KEY = "box-ed25519.key"
-BOX_PUBLIC_KEY = "box-ed25519.pub"
-ADMIN_SETUP_CODE = "admin-setup-code"
 # No 0/O, 1/I/L: the code is read off a screen and typed on a phone.
-CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 
 FIRST_BOOT_SCRIPT = r"""#!/bin/bash
 # {{ header }}
@@ -207,36 +201,6 @@ class BoxSecrets:
     box_public_key: str  # base64 of the raw 32-byte Ed25519 public key
     admin_setup_code: str | None  # None once the admin work has used and removed it
     created: tuple[str, ...]  # names of the files made by this call
-
-
-def ensure_box_key(keys_dir: Path) -> tuple[str, bool]:
-    """This box's Ed25519 key pair in ``keys_dir``, made once. Returns (public key base64, made now)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    private_path = keys_dir / BOX_KEY
-    public_path = keys_dir / BOX_PUBLIC_KEY
-    made = False
-    try:
-        key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
-    except FileNotFoundError:
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        atomic_write_bytes(private_path, pem, mode=0o600)
-        made = True
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{private_path} is not an Ed25519 key")
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    public = base64.b64encode(raw).decode("ascii")
-    if not public_path.exists() or public_path.read_text().strip() != public:
-        atomic_write_text(public_path, public + "\n", mode=0o644)
-    return public, made
-
-
-def new_setup_code() -> str:
-    groups = ("".join(secrets.choice(CODE_ALPHABET) for _ in range(4)) for _ in range(3))
-    return "-".join(groups)
 
 
 def prepare_box(settings: Settings) -> BoxSecrets:

@@ -5,9 +5,31 @@ import logging
 
 from flask import Flask, jsonify, render_template, request
 from flask_babel import gettext as _
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, LengthRequired, RequestEntityTooLarge
 
 logger = logging.getLogger(__name__)
+
+
+class InsufficientStorage(HTTPException):
+    """507: the box keeps no more of this (werkzeug has no class for it, so ``abort(507)`` fails)."""
+
+    code = 507
+    description = "The library's disk is full."
+
+
+def bounded_body(limit: int) -> bytes:
+    """The request's body, refused with 411 or 413 before anything is read when its declared length
+    is missing or over ``limit`` (a phone may post to the peer endpoints: the whole body of a 190 MB
+    post was read into memory before its size was checked)."""
+    length = request.content_length
+    if length is None:
+        raise LengthRequired()
+    if length > limit:
+        raise RequestEntityTooLarge(f"at most {limit} bytes")
+    data = request.stream.read(limit + 1)
+    if len(data) > limit:
+        raise RequestEntityTooLarge(f"at most {limit} bytes")
+    return data
 
 
 def wants_json() -> bool:

@@ -2,129 +2,28 @@
 from __future__ import annotations
 
 import logging
-import secrets
-import threading
-import time
 
-from flask import Flask, g
+from flask import Flask, g, request
 from werkzeug.routing import IntegerConverter
 
-from appliance.lru import SizedLRU
-from appliance.search.index import SearchIndex
-from appliance.server.processes import Board
+from appliance.books.uploads import init_uploads
+from appliance.jobs.registry import Jobs
 from appliance.settings import Settings
 from appliance.storage import db as dbmod
-from appliance.storage.atomic import atomic_write_text
-from appliance.storage.blobs import BlobStore
+from appliance.storage.keys import web_secret
+from appliance.web import i18n
+from appliance.web.context import EXTENSION, template_context
+from appliance.web.errors import register_error_handlers
+from appliance.web.i18n import init_i18n
+from appliance.web.pagecache import LIFETIMES, HotPages, Kept
+from appliance.web.portalmemory import PortalMemory
+from appliance.web.ratelimit import FailureLimiter
+from appliance.web.security import init_security
+from appliance.web.services import BoxServices, LibraryState, NoVans
+from appliance.web.views import register_blueprints
 from ui import UI_DIR
 
 logger = logging.getLogger(__name__)
-
-REQUEST_CACHE_KB = 128  # SQLite page cache of each server thread: 512 KB was 3 MB more in 8 threads, and no faster
-RENDERED_CHAPTERS_BYTES = 2 * 1024 * 1024  # chapters kept sanitized and cut into pages (views.reader)
-
-
-class LibraryState:
-    """What every request shares: settings, the blob store and the search index."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.blobs = BlobStore(settings.blobs_dir)
-        from appliance.storage.catalog import chapter_loader
-
-        # Snippets read chapter texts over the same per-thread connection as the request.
-        self.index = SearchIndex(settings.index_dir, chapter_loader=chapter_loader(lambda: self.open_db().conn))
-        self.index_lock = threading.Lock()
-        self.rendered_chapters = SizedLRU(RENDERED_CHAPTERS_BYTES)
-        self.index_state = "unknown"  # unknown | current | rebuilding | failed
-        self.stats = None  # appliance.stats.counts.Recorder, set by create_app
-        # When a request last came in (create_app notes it), this process's slot of the board
-        # the server's processes share (appliance.server.processes).
-        self.board = Board.private()
-        self.slot = 0
-        self._local = threading.local()
-        self._connections: list = []
-        self._connections_lock = threading.Lock()
-        self._remembered: dict[str, tuple] = {}
-
-    def remembered(self, name: str, key, seconds: float, compute):
-        """``compute()``, kept in this process for ``seconds`` while ``key`` stays the same (for
-        lists that cost a query of many rows and need not be newer than that)."""
-        now = time.monotonic()
-        found = self._remembered.get(name)
-        if found is not None and found[0] == key and now < found[1]:
-            return found[2]
-        value = compute()
-        self._remembered[name] = (key, now + seconds, value)
-        return value
-
-    def note_request(self) -> None:
-        self.board.note(self.slot)
-
-    def idle_seconds(self) -> float:
-        """How long no request has come in to any of the server's processes (or since the state
-        was made)."""
-        return time.monotonic() - self.board.latest()
-
-    def open_db(self):
-        """The catalog connection of this thread, opened once and kept: opening one per request
-        cost more than most pages' queries. create_app applied the migrations; a request's
-        connection does not check them again."""
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = dbmod.connect(self.settings.db_path, migrate=False)
-            # Each server thread keeps its connection: a small page cache each (the operating
-            # system caches the file for all of them).
-            db.execute(f"PRAGMA cache_size = -{REQUEST_CACHE_KB}")
-            with self._connections_lock:
-                self._connections.append(db)
-        return db
-
-    def connect_db(self):
-        """A new catalog connection, for work outside requests (the caller closes it)."""
-        return dbmod.connect(self.settings.db_path, migrate=False)
-
-    def release_db(self, db) -> None:
-        """End what a request left open on its connection (an error inside a transaction)."""
-        if db.conn.in_transaction:
-            db.conn.rollback()
-
-    def close(self) -> None:
-        with self._connections_lock:
-            connections, self._connections = self._connections, []
-        for db in connections:
-            db.close()
-        self.index.close()
-        if self.stats is not None:
-            try:
-                self.stats.flush()
-            except Exception:
-                logger.exception("could not write the last statistics")
-
-
-def _secret_key(settings: Settings) -> str:
-    """A per-box secret for signing cookies, made once and kept in the data folder."""
-    path = settings.keys_dir / "web-secret"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        key = secrets.token_hex(32)
-        atomic_write_text(path, key + "\n", mode=0o600)
-        return key
-
-
-def get_db():
-    """The catalog connection of this request (opened on first use, closed at teardown)."""
-    if "db" not in g:
-        g.db = library_state().open_db()
-    return g.db
-
-
-def library_state() -> LibraryState:
-    from flask import current_app
-
-    return current_app.extensions["library"]
-
 
 class RowIdConverter(IntegerConverter):
     """``<int:...>`` in the routes: a number SQLite can hold (a larger one is a page that does not
@@ -145,7 +44,7 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
         static_url_path="/static",
     )
     app.config.update(
-        SECRET_KEY=_secret_key(settings),
+        SECRET_KEY=web_secret(settings.keys_dir),
         MAX_CONTENT_LENGTH=settings.upload_max_mb * 1024 * 1024,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -156,7 +55,13 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
     app.config.update(config)
     app.url_map.converters["int"] = RowIdConverter  # before the views add their routes
     state = LibraryState(settings)
-    app.extensions["library"] = state
+    app.extensions[EXTENSION] = BoxServices(
+        library=state,
+        jobs=Jobs(state),
+        portal=PortalMemory(settings.portal_memory_minutes),
+        limiter=FailureLimiter(max_failures=5, window_seconds=60),  # wrong librarian passwords
+        vans=NoVans(),  # the server's start puts the box's discovery here
+    )
     # Make sure the schema exists before the first request (cheap; no index work).
     dbmod.connect(settings.db_path).close()
     from appliance.stats.counts import init_stats
@@ -169,47 +74,27 @@ def create_app(settings: Settings | None = None, **config) -> Flask:
         if conn is not None:
             state.release_db(conn)
 
-    from appliance.books.uploads import init_uploads
-    from appliance.web.errors import register_error_handlers
-    from appliance.web.i18n import init_i18n
-    from appliance.web.security import init_security
-    from appliance.web.views import register_blueprints
-
     init_i18n(app, settings)
     init_security(app)
-    init_uploads(app)
+    init_uploads(app, settings)
     register_blueprints(app)
     register_error_handlers(app)
     @app.after_request
     def revalidate(response):
         """HTML pages carry an ETag so a phone coming back gets 304 and downloads nothing."""
-        from flask import request
-
         if (request.method == "GET" and response.status_code == 200 and response.mimetype == "text/html"
                 and not response.direct_passthrough and "ETag" not in response.headers):
             response.add_etag()
             response.make_conditional(request)
         return response
 
-    from appliance.discovery import template_context
-
     app.context_processor(template_context)
-
-    from appliance.web import i18n
-    from appliance.web.pagecache import HotPages, Kept
-    from appliance.web.views.public.home import HOME_SECONDS
-    from appliance.web.views.public.opds import ROOT_SECONDS
-    from appliance.web.views.public.search import SEARCH_SECONDS
-
-    app.wsgi_app = HotPages(app.wsgi_app, {"/": HOME_SECONDS, "/opds": ROOT_SECONDS, "/opds/": ROOT_SECONDS,
-                                           "/opds/v2": ROOT_SECONDS,
-                                           "/search": Kept(SEARCH_SECONDS, with_query=True, state=state.index.stamp,
-                                                           cookies=(i18n.COOKIE,))},
-                            lambda: dbmod.page_state(state.open_db()))
+    app.wsgi_app = HotPages(app.wsgi_app, {
+        "/": LIFETIMES["home"], "/opds": LIFETIMES["opds-root"], "/opds/": LIFETIMES["opds-root"],
+        "/opds/v2": LIFETIMES["opds-root"],
+        "/search": Kept(LIFETIMES["search"], with_query=True, state=state.index.stamp, cookies=(i18n.COOKIE,)),
+    }, lambda: dbmod.page_state(state.open_db()))
     app.wsgi_app = _noting_requests(app.wsgi_app, state)
-    from appliance.jobs.registry import Jobs
-
-    app.extensions["jobs"] = Jobs(app)
     return app
 
 

@@ -5,7 +5,7 @@ which wins over the box's default.
 """
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask_babel import Babel, format_decimal, format_number, get_translations
 from jinja2 import pass_context
 
@@ -19,13 +19,11 @@ COOKIE = "lang"
 
 
 def select_locale() -> str:
-    from flask import current_app
-
     chosen = request.cookies.get(COOKIE)
     if chosen in LANGUAGES:
         return chosen
     best = request.accept_languages.best_match(list(LANGUAGES))
-    return best or current_app.extensions["library"].settings.default_locale
+    return best or current_app.config["BABEL_DEFAULT_LOCALE"]
 
 
 def init_i18n(app: Flask, settings: Settings) -> None:

@@ -36,6 +36,13 @@ __all__ = ["HotPages", "Kept", "ON_REPLAY"]
 logger = logging.getLogger(__name__)
 
 ON_REPLAY = "appliance.web.pagecache.on_replay"
+
+# How long each kept page lives, in seconds: the one table of page lifetimes (the factory reads it).
+LIFETIMES = {
+    "home": 5.0,  # the vans banner on the home page is at most this old
+    "opds-root": 30.0,  # the root OPDS feeds (1.2 and 2.0)
+    "search": 10.0,  # a search page, for the same words asked again
+}
 _NOT_REPLAYED_ON_304 = {"content-length", "content-type"}
 
 

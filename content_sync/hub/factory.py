@@ -11,24 +11,22 @@
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import time
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Flask, abort, jsonify, render_template, request, send_from_directory
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
-from appliance.storage.atomic import atomic_write_bytes, atomic_write_text
+from appliance.storage.keys import ed25519_key_pair, public_b64
 from appliance.web.charts import bar_chart
 from appliance.web.i18n import init_hub_i18n
 from content_sync.hub.store import SqliteHubStore
 from content_sync.protocol import releases as bundles
 from content_sync.protocol.batches import BatchInvalid, ack_message, verify_batch
+from content_sync.protocol.registration import check_registration, time_message
 from ui import UI_DIR
 
 logger = logging.getLogger(__name__)
@@ -39,44 +37,10 @@ HUB_PUBLIC_KEY = "hub-ed25519.pub"
 
 
 def hub_key(data_dir: Path) -> Ed25519PrivateKey:
+    """The hub's key pair, made once in ``data_dir/keys``."""
     folder = data_dir / "keys"
-    path = folder / HUB_KEY
-    if not path.exists():
-        key = Ed25519PrivateKey.generate()
-        atomic_write_bytes(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()), mode=0o600)
-        atomic_write_text(folder / HUB_PUBLIC_KEY, public_b64(key) + "\n")
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    assert isinstance(key, Ed25519PrivateKey)
-    return key
-
-
-def public_b64(key: Ed25519PrivateKey) -> str:
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return base64.b64encode(raw).decode("ascii")
-
-
-def registration_message(box: str, name: str, status: dict) -> bytes:
-    return json.dumps({"box": box, "name": name, "status": status}, sort_keys=True, ensure_ascii=False).encode()
-
-
-def check_registration(body: object) -> tuple[str, str, dict]:
-    """(box key, name, status) of a registration signed by that box's key; ValueError otherwise."""
-    if not isinstance(body, dict):
-        raise ValueError("a registration is a JSON object")
-    box, name, status = body.get("box"), body.get("name", ""), body.get("status", {})
-    if not isinstance(box, str) or not isinstance(name, str) or not isinstance(status, dict):
-        raise ValueError("box, name and status are needed")
-    try:
-        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(box, validate=True))
-        public.verify(base64.b64decode(body.get("signature", ""), validate=True), registration_message(box, name, status))
-    except (ValueError, InvalidSignature, TypeError):
-        raise ValueError("the registration is not signed by that box key") from None
-    return box, name, status
-
-
-def time_message(moment: float) -> bytes:
-    return f"library-hub-time:{moment:.3f}".encode()
+    folder.mkdir(parents=True, exist_ok=True)
+    return ed25519_key_pair(folder / HUB_KEY, folder / HUB_PUBLIC_KEY)[0]
 
 
 def create_hub_app(data_dir: Path, clock=time.time) -> Flask:
@@ -107,11 +71,13 @@ def create_hub_app(data_dir: Path, clock=time.time) -> Flask:
     @app.post("/api/v1/boxes")
     def register():
         try:
-            box, name, status = check_registration(request.get_json(silent=True))
-        except ValueError as e:
+            registration = check_registration(request.get_json(silent=True))
+        except (ValueError, RecursionError) as e:
             abort(403, str(e))
-        store.register_box(box, name, status)
-        return jsonify(registered=True, time=clock())
+        kept = store.register_box(registration.box, registration.name, registration.status, registration.counter)
+        # A stale registration (a replay, or one a van carried after a newer one came) is answered as
+        # received, so that nobody sends it again, and changes nothing.
+        return jsonify(registered=True, stale=not kept, time=clock())
 
     @app.post("/api/v1/batches")
     def batches():
@@ -166,14 +132,3 @@ def create_hub_app(data_dir: Path, clock=time.time) -> Flask:
         return response
 
     return app
-
-
-def verify_time(answer: dict, hub_public_b64: str) -> float:
-    """The time in a hub's answer, if its signature verifies with the hub's key; ValueError otherwise."""
-    try:
-        moment = float(answer["time"])
-        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(hub_public_b64, validate=True))
-        public.verify(base64.b64decode(answer["signature"], validate=True), time_message(moment))
-    except (KeyError, ValueError, TypeError, InvalidSignature):
-        raise ValueError("the hub's time is not signed by the hub's key") from None
-    return moment

@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS boxes (
     name TEXT NOT NULL DEFAULT '',
     registered_at REAL NOT NULL,
     last_seen REAL NOT NULL,
-    status TEXT NOT NULL DEFAULT '{}'
+    status TEXT NOT NULL DEFAULT '{}',
+    counter INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS batches (
     box TEXT NOT NULL REFERENCES boxes(box),
@@ -43,7 +44,7 @@ CREATE TABLE IF NOT EXISTS search_counts (
 
 
 class HubStore(Protocol):
-    def register_box(self, box: str, name: str, status: dict) -> None: ...
+    def register_box(self, box: str, name: str, status: dict, counter: int) -> bool: ...
     def is_registered(self, box: str) -> bool: ...
     def add_batch(self, box: str, batch: int, payload: dict, via: str = "") -> bool: ...
     def boxes(self) -> list[dict]: ...
@@ -60,6 +61,8 @@ class SqliteHubStore:
         self._local = threading.local()
         with self._conn() as conn:
             conn.executescript(SCHEMA)
+            if "counter" not in {row[1] for row in conn.execute("PRAGMA table_info(boxes)")}:
+                conn.execute("ALTER TABLE boxes ADD COLUMN counter INTEGER NOT NULL DEFAULT 0")  # a hub.db of before
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -71,13 +74,17 @@ class SqliteHubStore:
             self._local.conn = conn
         return conn
 
-    def register_box(self, box: str, name: str, status: dict) -> None:
+    def register_box(self, box: str, name: str, status: dict, counter: int) -> bool:
+        """Keep the box's name and status, unless a registration with a counter as high or higher is
+        already kept (a replayed or late one, carried by a van): then nothing changes. True if kept."""
         now = self.clock()
         with self._conn() as conn:
-            conn.execute(
-                "INSERT INTO boxes(box, name, registered_at, last_seen, status) VALUES (?, ?, ?, ?, ?) "
+            changed = conn.execute(
+                "INSERT INTO boxes(box, name, registered_at, last_seen, status, counter) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(box) DO UPDATE SET name = excluded.name, last_seen = excluded.last_seen, "
-                "status = excluded.status", [box, name[:200], now, now, json.dumps(status)[:10_000]])
+                "status = excluded.status, counter = excluded.counter WHERE excluded.counter > boxes.counter",
+                [box, name[:200], now, now, json.dumps(status), counter]).rowcount
+        return changed > 0
 
     def is_registered(self, box: str) -> bool:
         return self._conn().execute("SELECT 1 FROM boxes WHERE box = ?", [box]).fetchone() is not None

@@ -33,11 +33,11 @@ from pathlib import Path
 
 import sqlite_utils
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from appliance.storage.atomic import atomic_write_bytes, fsync_dir
 from appliance.storage.db import get_setting, next_seq, put_setting
+from appliance.storage.keys import box_key, public_b64
 from appliance.storage.locks import FileLock
 
 logger = logging.getLogger(__name__)
@@ -70,13 +70,11 @@ def box_folder_name(public_b64: str) -> str:
 
 def load_box_key(keys_dir: Path) -> BoxKey:
     """This box's key pair (made at first start; made here if missing)."""
-    from appliance.system.firstboot import BOX_KEY, ensure_box_key
-
-    public, _ = ensure_box_key(keys_dir)
-    private = serialization.load_pem_private_key((keys_dir / BOX_KEY).read_bytes(), password=None)
-    if not isinstance(private, Ed25519PrivateKey):
-        raise BatchInvalid(f"{keys_dir / BOX_KEY} is not an Ed25519 key")
-    return BoxKey(private, public)
+    try:
+        private = box_key(keys_dir)
+    except ValueError as e:
+        raise BatchInvalid(str(e)) from None
+    return BoxKey(private, public_b64(private))
 
 
 def sign_payload(payload: dict, key: BoxKey) -> bytes:

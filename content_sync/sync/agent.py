@@ -15,7 +15,6 @@ the admin page: last attempt, last success, why the last try stopped, bytes used
 """
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import random
@@ -31,9 +30,9 @@ from appliance import messages
 from appliance.messages import N_, Message
 from appliance.settings import Settings
 from appliance.storage import db as dbmod
-from appliance.storage.atomic import free_bytes
 from content_sync.protocol import batches as statsbatch
 from content_sync.sync import apply
+from content_sync.sync.registration import box_registration
 from content_sync.sync.sources import SourceError, link_failure
 from content_sync.sync.transfer import (
     Downloader,
@@ -49,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 # The jobs' names are marked for translation: the system page says them in the librarian's language.
 HUB_JOBS = (N_("register"), N_("clock"), N_("releases"), N_("stats"))
-JOBS = (*HUB_JOBS, N_("peers"))
+AGENT_JOBS = (*HUB_JOBS, N_("peers"))
 DISCOVERY_WAIT_SECONDS = 8
 STATE_KEYS = ("sync_last_attempt", "sync_last_success", "sync_last_error", "sync_failures", "sync_next_try")
 HUB_PUBLIC_KEY = "hub.pub"
@@ -118,27 +117,14 @@ class SyncAgent:
 
     def registration(self) -> dict:
         """This box's signed registration and status (sent to the hub, or handed to a van)."""
-        key = self.box_key()
-        db = self._db()
-        try:
-            channels = {r["name"]: r["version"] for r in apply.channel_rows(db) if r["version"] is not None}
-        finally:
-            db.close()
-        status = {"channels": channels, "disk_free_mb": free_bytes(self.settings.home) // (1024 * 1024),
-                  "pending_batches": len(statsbatch.pending_batches(self.settings.outbox_dir)),
-                  "role": self.settings.box_role}
-        from content_sync.hub.factory import registration_message
-
-        signature = key.private.sign(registration_message(key.public_b64, self.settings.box_name, status))
-        return {"box": key.public_b64, "name": self.settings.box_name, "status": status,
-                "signature": base64.b64encode(signature).decode("ascii")}
+        return box_registration(self.settings)
 
     def fix_clock(self) -> str:
         path = self.settings.keys_dir / HUB_PUBLIC_KEY
         if not path.exists():
             return f"no hub key in {path}; the clock is not taken from the hub"
-        from appliance.stats.clock import apply_trusted_time
-        from content_sync.hub.factory import verify_time
+        from appliance.stats.counts import apply_trusted_time
+        from content_sync.protocol.registration import verify_time
 
         moment = verify_time(self._request("/api/v1/time"), path.read_text().strip())
         db = self._db()
@@ -331,7 +317,7 @@ def run_forever(agent: SyncAgent, interval_minutes: int) -> None:
 def _soon(agent: SyncAgent, job: str):
     from datetime import datetime, timedelta
 
-    return datetime.now(UTC) + timedelta(seconds=agent.rng.uniform(1, 10) + JOBS.index(job) * 2)
+    return datetime.now(UTC) + timedelta(seconds=agent.rng.uniform(1, 10) + AGENT_JOBS.index(job) * 2)
 
 
 def moment_text(value) -> str | None:

@@ -12,6 +12,8 @@ and two of them fetching the same blobs into ``staging/`` spoiled each other's f
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -27,7 +29,7 @@ from appliance.books.importer import record_to_new_book
 from appliance.messages import N_
 from appliance.settings import Settings
 from appliance.storage import catalog
-from appliance.storage.atomic import atomic_write_bytes, atomic_write_text, free_bytes
+from appliance.storage.atomic import NotEnoughDisk, atomic_write_bytes, atomic_write_text, free_bytes
 from appliance.storage.blobs import BlobStore, sha256_file
 from appliance.storage.db import next_seq
 from appliance.storage.locks import FileLock
@@ -46,10 +48,6 @@ class InstallBusy(SourceError):
 
 
 class RollbackRefused(bundles.BundleError):
-    pass
-
-
-class NotEnoughDisk(bundles.BundleError):
     pass
 
 
@@ -223,19 +221,26 @@ def _install(db: sqlite_utils.Database, blobs: BlobStore, release: bundles.Relea
     with db.atomic():
         db.execute("INSERT INTO channels(name, subscribed) VALUES (?, 1) ON CONFLICT(name) DO NOTHING",
                    [release.channel])
-        current = {r[0]: (r[1], r[2]) for r in db.execute(
-            "SELECT item_id, book_id, sha256 FROM channel_items WHERE channel = ?", [release.channel])}
+        current = {r[0]: (r[1], r[2], r[3]) for r in db.execute(
+            "SELECT item_id, book_id, sha256, metadata_sha256 FROM channel_items WHERE channel = ?", [release.channel])}
         wanted = {item.id: item for item in release.items}
         for item_id, item in wanted.items():
             old = current.get(item_id)
+            metadata_sha = hashlib.sha256(bundles.canonical(item.metadata)).hexdigest()
             if old is not None and old[1] == item.sha256:
+                if old[2] != metadata_sha:  # the same file, its metadata changed
+                    if _apply_metadata(db, old[0], item.metadata):
+                        result.updated += 1
+                    db.execute("UPDATE channel_items SET metadata_sha256 = ? WHERE channel = ? AND item_id = ?",
+                               [metadata_sha, release.channel, item_id])
                 continue
             book_id = catalog.book_id_by_sha(db, item.sha256)
             if book_id is None:
                 book_id = _add_book(db, blobs, release.channel, item, result)
-            db.execute("INSERT INTO channel_items(channel, item_id, book_id, sha256) VALUES (?, ?, ?, ?) "
-                       "ON CONFLICT(channel, item_id) DO UPDATE SET book_id = excluded.book_id, sha256 = excluded.sha256",
-                       [release.channel, item_id, book_id, item.sha256])
+            db.execute("INSERT INTO channel_items(channel, item_id, book_id, sha256, metadata_sha256) "
+                       "VALUES (?, ?, ?, ?, ?) ON CONFLICT(channel, item_id) DO UPDATE SET book_id = excluded.book_id, "
+                       "sha256 = excluded.sha256, metadata_sha256 = excluded.metadata_sha256",
+                       [release.channel, item_id, book_id, item.sha256, metadata_sha])
             if old is None:
                 result.added += 1
             else:
@@ -268,7 +273,12 @@ def _add_book(db, blobs: BlobStore, channel: str, item: bundles.Item, result: Ap
                                authors=(), language="", source=f"channel:{channel}",
                                file_name=f"{item.id.rsplit('/', 1)[-1]}.epub", warnings=(unreadable,))
     # The publisher's curated metadata wins over what the file says.
-    overrides = {}
+    return catalog.add_book(db, dataclasses.replace(book, **_publisher_metadata(meta)))
+
+
+def _publisher_metadata(meta: dict) -> dict:
+    """The catalog fields a release item's metadata sets (those it gives, well formed)."""
+    overrides: dict = {}
     for key, field_name in (("title", "title"), ("language", "language"), ("description", "description"),
                             ("publisher", "publisher"), ("date", "published"), ("identifier", "identifier")):
         value = meta.get(key)
@@ -278,9 +288,22 @@ def _add_book(db, blobs: BlobStore, channel: str, item: bundles.Item, result: Ap
         value = meta.get(key)
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             overrides[key] = tuple(v for v in value if v.strip())
-    import dataclasses
+    return overrides
 
-    return catalog.add_book(db, dataclasses.replace(book, **overrides))
+
+def _apply_metadata(db, book_id: int, meta: dict) -> bool:
+    """Give an installed book the metadata of a newer release of its item; True when anything changed."""
+    book = catalog.get_book(db, book_id, include_hidden=True)
+    if book is None:
+        return False
+    wanted = {k: v for k, v in _publisher_metadata(meta).items() if k in (*catalog.EDITABLE, "authors", "subjects")}
+    now = {**book, "authors": tuple(book["authors"]), "subjects": tuple(sorted(book["subjects"]))}
+    changed = {k: v for k, v in wanted.items() if now.get(k) != (tuple(sorted(v)) if k == "subjects" else v)}
+    if not changed:
+        return False
+    catalog.update_book(db, book_id, authors=changed.pop("authors", None), subjects=changed.pop("subjects", None),
+                        **changed)
+    return True
 
 
 def _drop_if_orphan(db, book_id: int) -> None:
@@ -317,7 +340,7 @@ def sync_once(settings: Settings, db: sqlite_utils.Database, source: ReleaseSour
     for channel in channels or subscribed_channels(db):
         try:
             outcomes.append((channel, apply_release(settings, db, source, channel)))
-        except (bundles.BundleError, minisign.SignatureError, SourceError, OSError) as e:
+        except (bundles.BundleError, NotEnoughDisk, minisign.SignatureError, SourceError, OSError) as e:
             logger.warning("channel %s not updated: %s", channel, e)
             outcomes.append((channel, e))
     return outcomes

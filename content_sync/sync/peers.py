@@ -22,10 +22,12 @@ import sqlite_utils
 from appliance.discovery import Peer
 from appliance.messages import N_
 from appliance.settings import Settings
+from appliance.storage.atomic import NotEnoughDisk
 from content_sync.protocol import batches as statsbatch
 from content_sync.protocol import minisign
 from content_sync.protocol import releases as bundles
 from content_sync.sync import apply
+from content_sync.sync.registration import box_registration
 from content_sync.sync.sources import SourceError, link_failure
 from content_sync.sync.transfer import Downloader, HttpReleaseSource, LinkPolicy
 
@@ -64,17 +66,15 @@ def exchange(settings: Settings, db: sqlite_utils.Database, peer: Peer, *, polic
             done.append(f"from {peer.name}: " + apply.describe(result))
         except apply.InstallBusy as e:
             done.append(f"{channel} from {peer.name} left for later: {e}")
-        except (bundles.BundleError, minisign.SignatureError, SourceError) as e:
+        except (bundles.BundleError, NotEnoughDisk, minisign.SignatureError, SourceError) as e:
             logger.warning("refused %s from peer %s: %s", channel, peer.name, e)
             done.append(f"refused {channel} from {peer.name}: {e}")
     key = statsbatch.load_box_key(settings.keys_dir)
     if peer.role == "van" and settings.box_role != "van":
         statsbatch.export_batch(db, settings.outbox_dir, key, min_term_count=settings.stats_min_term_count,
                                 box_name=settings.box_name)
-        from content_sync.sync.agent import SyncAgent
-
         try:
-            _post(peer.base_url + "/api/v1/boxes", json.dumps(SyncAgent(settings).registration()).encode())
+            _post(peer.base_url + "/api/v1/boxes", json.dumps(box_registration(settings)).encode())
         except (urllib.error.URLError, OSError) as e:
             logger.warning("%s does not carry statistics (%s)", peer.name, e)
             return done + [f"{peer.name} does not carry statistics"]

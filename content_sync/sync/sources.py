@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from appliance.messages import N_, Message, SaidError, say
+from appliance.storage.atomic import open_regular
 
 CHUNK = 256 * 1024
 SMALL_FILE_LIMIT = 64 * 1024 * 1024
@@ -109,7 +110,7 @@ class FolderSource(ReleaseSource):
 
     def read(self, relpath: str, limit: int = SMALL_FILE_LIMIT) -> bytes:
         try:
-            with open(self._path(relpath), "rb") as f:
+            with open_regular(self._path(relpath)) as f:
                 data = f.read(limit + 1)
         except OSError as e:
             raise SourceError(N_("cannot read %(where)s: %(detail)s"), where=self.where(relpath),
@@ -121,7 +122,7 @@ class FolderSource(ReleaseSource):
 
     def open_blob(self, sha256: str, size: int):
         try:
-            return open(self._path(f"blobs/sha256/{sha256}"), "rb")
+            return open_regular(self._path(f"blobs/sha256/{sha256}"))
         except OSError as e:
             raise SourceError(N_("cannot read %(where)s: %(detail)s"), where=self.where("blobs/sha256/" + sha256),
                               detail=str(e.strerror or e)) from None

@@ -31,6 +31,34 @@ def test_import_summary_duplicates_and_quarantine(runner, settings, make_epub, t
     assert any(p.name.endswith("broken.epub") for p in settings.quarantine_dir.iterdir())
 
 
+def test_import_reads_regular_files_only(runner, settings, make_epub, tmp_path):
+    """A USB stick may hold links to secrets, FIFOs or devices named like books: none is read, none
+    is copied into quarantine (where the librarian's pages hand files out), and the import ends."""
+    import os
+    import stat
+
+    secret = tmp_path / "publisher.key"
+    secret.write_text("untrusted comment: minisign secret key\n")
+    secret.chmod(0o600)
+    folder = tmp_path / "usb"
+    make_epub(title="Thật", folder=folder)
+    (folder / "key.epub").symlink_to(secret)
+    (folder / "passwd.epub").symlink_to("/etc/passwd")
+    (folder / "linked-folder").symlink_to(tmp_path)  # a loop, and a way out of the stick
+    os.mkfifo(folder / "fifo.epub")
+    (folder / "zero.epub").symlink_to("/dev/zero")
+    broken = folder / "broken.epub"
+    broken.write_bytes(b"not a zip")
+    result = runner.invoke(["import", str(folder), str(folder / "fifo.epub"), str(folder / "key.epub")])
+    assert result.exit_code == 0, result.output
+    assert "Imported: 1" in result.output
+    assert "symbolic link" in result.output and "not a regular file" in result.output
+    kept = list(settings.quarantine_dir.iterdir())
+    assert [p.name.endswith("broken.epub") for p in kept] == [True]
+    assert stat.S_IMODE(kept[0].stat().st_mode) == 0o600
+    assert not any(b"minisign" in p.read_bytes() or b"root:" in p.read_bytes() for p in kept)
+
+
 def test_import_nothing_found_is_a_clear_error(runner, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

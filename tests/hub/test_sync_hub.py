@@ -22,9 +22,10 @@ import pytest
 from appliance.settings import Settings
 from appliance.stats import counts as stats
 from appliance.storage import db as dbmod
-from content_sync.hub.factory import registration_message
+from appliance.web.context import services
 from content_sync.protocol import minisign
 from content_sync.protocol import releases as bundles
+from content_sync.protocol.registration import sign_registration
 from content_sync.sync import apply
 from content_sync.sync.transfer import Downloader, HttpReleaseSource, LinkClosed, LinkPolicy
 from tests.support.linkproxy import LinkProxy
@@ -160,7 +161,7 @@ def test_the_librarians_sync_now_installs_the_hubs_release_from_a_process_of_its
         log_in(client)
         answer = post_form(client, "/admin/sync", page="/admin/system", follow_redirects=True)
         assert "Sync started" in answer.get_data(as_text=True)
-        app.extensions["jobs"].join(60)
+        services(app).jobs.join(60)
         page = client.get("/admin/system").get_data(as_text=True)
         assert "last success: never" not in page
         db = dbmod.connect(settings.db_path)
@@ -168,7 +169,7 @@ def test_the_librarians_sync_now_installs_the_hubs_release_from_a_process_of_its
         assert db.execute("SELECT count(*) FROM books").fetchone()[0] == 2
         db.close()
     finally:
-        app.extensions["library"].close()
+        services(app).library.close()
 
 
 def _resign(settings, payload) -> bytes:
@@ -210,9 +211,7 @@ def test_hub_refuses_a_signed_batch_whose_counts_are_not_counts(hub, settings):
     from content_sync.protocol import batches as statsbatch
 
     key = statsbatch.load_box_key(settings.keys_dir)
-    box = {"box": key.public_b64, "name": "Bản Phố", "status": {}}
-    box["signature"] = base64.b64encode(key.private.sign(
-        registration_message(box["box"], box["name"], box["status"]))).decode("ascii")
+    box = sign_registration(key.private, key.public_b64, "Bản Phố", {}, 1)
     urllib.request.urlopen(urllib.request.Request(hub_url + "/api/v1/boxes", data=json.dumps(box).encode(),
                                                   headers={"Content-Type": "application/json"}))
     good_row = {"day": "2026-11-24", "kind": "view", "sha256": "ab" * 32, "title": "Truyện Kiều",
@@ -388,3 +387,42 @@ def test_the_usual_failures_of_a_link_are_named_for_the_librarian():
     for words, error in named.items():
         assert str(link_failure(error)) == words
     assert link_failure(urllib.error.URLError("unknown url type: ftp")) == "unknown url type: ftp"
+
+
+def register(hub_url: str, body: dict) -> dict:
+    request = urllib.request.Request(hub_url + "/api/v1/boxes", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as answer:
+        return json.loads(answer.read())
+
+
+def test_a_replayed_registration_changes_nothing_at_the_hub(hub, settings):
+    """Each registration carries the box's counter: one captured and sent again later (or carried
+    late by a van) cannot roll the box's reported status back."""
+    hub_url, hub_data = hub
+    from content_sync.hub.store import SqliteHubStore
+    from content_sync.protocol import batches as statsbatch
+
+    key = statsbatch.load_box_key(settings.keys_dir)
+    old = sign_registration(key.private, key.public_b64, "Bản Phố", {"disk_free_mb": 900}, 5)
+    new = sign_registration(key.private, key.public_b64, "Bản Phố", {"disk_free_mb": 120}, 6)
+    assert register(hub_url, old)["stale"] is False
+    assert register(hub_url, new)["stale"] is False
+    assert register(hub_url, old)["stale"] is True
+    [box] = SqliteHubStore(hub_data / "hub.db").boxes()
+    assert box["status"]["disk_free_mb"] == 120
+
+
+@pytest.mark.parametrize("status", [{"disk_free_mb": "x"}, {"disk_free_mb": None}, {"disk_free_mb": 1e308},
+                                    {"disk_free_mb": -1}, {"channels": {"vi": "3"}}, {"channels": ["vi"]},
+                                    {"role": "king"}, {"pending_batches": True}])
+def test_a_registration_with_odd_values_is_refused_and_the_dashboard_stays_up(hub, settings, status):
+    hub_url, _hub_data = hub
+    from content_sync.protocol import batches as statsbatch
+
+    key = statsbatch.load_box_key(settings.keys_dir)
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        register(hub_url, sign_registration(key.private, key.public_b64, "Bản Phố", status, 1))
+    assert caught.value.code == 403
+    with urllib.request.urlopen(hub_url + "/") as page:
+        assert page.status == 200

@@ -23,6 +23,7 @@ from appliance.search.hits import SNIPPET_FIRST_BYTES, SNIPPET_HEAD_BYTES
 from appliance.search.index import SearchIndex
 from appliance.storage import db as dbmod
 from appliance.textfold import clean, fold, tokens
+from appliance.web.context import services
 from tests.conftest import import_files
 
 
@@ -867,9 +868,9 @@ def test_the_server_compacts_the_index_only_when_readers_leave_it_idle(settings,
     from appliance.jobs.registry import start_index_keeper
 
     _one_large_import_and_four_small(settings, make_epub)
-    index = app.extensions["library"].index
+    index = services(app).library.index
     assert index.segment_count() == 5 and index.small_segments() == 4
-    stop = start_index_keeper(app, interval=0.05, compact_idle=0.5)
+    stop = start_index_keeper(services(app).library, interval=0.05, compact_idle=0.5)
     try:
         busy_until = time.monotonic() + 2.0
         while time.monotonic() < busy_until:
@@ -911,17 +912,17 @@ def test_many_books_waiting_are_indexed_by_a_process_of_its_own(settings, make_e
         return catch_up(db, *args, **kwargs)
 
     monkeypatch.setattr(indexing, "catch_up", only_nothing_here)
-    index = app.extensions["library"].index
-    stop = start_index_keeper(app, interval=0.05)
+    index = services(app).library.index
+    stop = start_index_keeper(services(app).library, interval=0.05)
     try:
         deadline = time.monotonic() + 30
-        while (index.search(f"chữ{count - 1}").total == 0 or app.extensions["library"].index_state != "current") \
+        while (index.search(f"chữ{count - 1}").total == 0 or services(app).library.index_state != "current") \
                 and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         stop.set()
     assert [index.search(f"chữ{n}").total for n in range(count)] == [1] * count
-    assert app.extensions["library"].index_state == "current"
+    assert services(app).library.index_state == "current"
 
 
 @pytest.mark.parametrize("trouble, tries", [(OSError(28, "No space left on device"), "once"),
@@ -943,8 +944,8 @@ def test_a_compaction_that_fails_leaves_the_index_serving_and_is_not_tried_again
         raise trouble
 
     monkeypatch.setattr(childjobs, "run", failing)
-    state = app.extensions["library"]
-    stop = start_index_keeper(app, interval=0.02, compact_idle=0)
+    state = services(app).library
+    stop = start_index_keeper(services(app).library, interval=0.02, compact_idle=0)
     try:
         deadline = time.monotonic() + 10
         while not tried and time.monotonic() < deadline:

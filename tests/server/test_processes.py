@@ -3,6 +3,7 @@ portal, wrong passwords, the index's state), dead workers come back, and nothing
 from __future__ import annotations
 
 import http.client
+import itertools
 import os
 import re
 import signal
@@ -21,6 +22,7 @@ from appliance.storage import db as dbmod
 from tests.support.admin import PASSWORD, TOKEN, make_admin
 from tests.support.processes import alive, child_running, children, cpu_seconds
 
+PHONES = itertools.count()
 OPEN = re.compile(r"Library open at http://localhost:(\d+)/(?: \((\d+) processes\))?")
 
 
@@ -50,9 +52,10 @@ class Server:
             self.log.read_text()
         return self.workers()
 
-    def get(self, path: str, headers: dict | None = None, method: str = "GET", body=None):
-        """One request on a connection of its own (the kernel hands it to either process)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+    def get(self, path: str, headers: dict | None = None, method: str = "GET", body=None, source: str = "127.0.0.1"):
+        """One request on a connection of its own (the kernel hands it to either process), from
+        ``source`` (one phone's address)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30, source_address=(source, 0))
         try:
             conn.request(method, path, body=body, headers=headers or {})
             answer = conn.getresponse()
@@ -90,9 +93,13 @@ def books(settings, make_epub, tmp_path):
     return settings
 
 
-def many(server: Server, paths: list[str], threads: int = 16, headers: dict | None = None) -> list:
+def many(server: Server, paths: list[str], threads: int = 16, headers: dict | None = None,
+         source: str | None = None) -> list:
+    """``paths`` asked ``threads`` at a time by many phones, each from an address of its own as on the
+    Wi-Fi (the server limits how many connections one address holds), or all by one phone at ``source``."""
     with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(lambda p: server.get(p, headers=headers), paths))
+        return list(pool.map(lambda p: server.get(p, headers=headers,
+                                                  source=source or f"127.0.1.{next(PHONES) % 250 + 1}"), paths))
 
 
 def test_both_processes_answer_and_count_what_readers_do(books):
@@ -131,7 +138,8 @@ def test_phones_keeping_their_connections_open_are_spread_over_both_processes(bo
 
         def phone(n: int) -> list[int]:
             start.wait()
-            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30,
+                                              source_address=(f"127.0.2.{n + 1}", 0))
             try:
                 statuses = []
                 for i in range(20):
@@ -154,10 +162,12 @@ def test_a_phone_released_by_the_portal_stays_released_whichever_process_answers
     probe = {"Host": "connectivitycheck.gstatic.com"}
     with Server(books) as server:
         server.ready()
-        assert all(status == 302 for status, _, _ in many(server, ["/generate_204"] * 20, headers=probe))
-        status, _, _ = server.get("/portal/continue", headers={"Host": "library.lan"})
+        # One phone, asking as often as its system does, 6 at a time at most (as a browser does).
+        phone = "127.0.3.1"
+        assert all(status == 302 for status, _, _ in many(server, ["/generate_204"] * 20, 6, probe, phone))
+        status, _, _ = server.get("/portal/continue", headers={"Host": "library.lan"}, source=phone)
         assert status == 303
-        answers = many(server, ["/generate_204"] * 60, headers=probe)
+        answers = many(server, ["/generate_204"] * 60, 6, probe, phone)
         assert [status for status, _, _ in answers] == [204] * 60
 
 

@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 import pytest
 
 from appliance.stats import counts as stats
-from appliance.stats.clock import BoxClock, apply_trusted_time
+from appliance.stats.clock import BoxClock
+from appliance.stats.counts import apply_trusted_time
 from appliance.storage import db as dbmod
+from appliance.web.context import services
 from content_sync.protocol import batches as statsbatch
 from tests.conftest import import_files
 from tests.support.admin import post_form
@@ -32,7 +34,7 @@ def library(settings, make_epub):
 
 
 def flush(app):
-    app.extensions["library"].stats.flush()
+    services(app).library.stats.flush()
 
 
 def counts(settings) -> dict:

@@ -6,7 +6,7 @@ import time
 
 from appliance.storage import db as dbmod
 
-LAST = "m050_quarantine_message"
+LAST = "m006_channel_item_metadata"
 
 
 def test_two_processes_opening_an_updated_box_apply_its_migration_once(settings):

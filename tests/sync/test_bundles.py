@@ -13,7 +13,9 @@ import pytest
 
 from appliance.search import upkeep as indexing
 from appliance.search.index import SearchIndex
+from appliance.storage import catalog
 from appliance.storage import db as dbmod
+from appliance.storage.atomic import NotEnoughDisk
 from appliance.storage.blobs import BlobStore
 from content_sync.protocol import minisign
 from content_sync.protocol import releases as bundles
@@ -163,6 +165,30 @@ def test_update_adds_changes_removes_and_collects_old_files(box, tree, source_bo
     assert len(gone) >= 2  # the old Chí Phèo and Lão Hạc files (and their covers) were collected
 
 
+def test_a_release_that_changes_only_metadata_updates_the_books(box, tree, publisher):
+    """The publisher mends a title and an author's name without touching the file: the box installs
+    the new release as an update and the catalog says what the release says."""
+    settings, db = box
+    apply.apply_release(settings, db, FolderSource(tree), CHANNEL)
+    manifest = manifest_of(tree, 1)
+    item = next(i for i in manifest["items"] if i["metadata"]["title"] == "Chí Phèo")
+    item["metadata"].update(title="Chí Phèo (bản sửa)", authors=["Nam Cao", "Hội đồng biên tập"])
+    manifest.update(version=2, previous=1, removed=[])
+    data = bundles.canonical(manifest)
+    folder = tree / "channels" / CHANNEL / "2"
+    folder.mkdir()
+    (folder / bundles.MANIFEST).write_bytes(data)
+    (folder / bundles.SIGNATURE).write_text(minisign.sign(data, publisher[0], bundles.trusted_comment(CHANNEL, 2)))
+    (tree / bundles.latest_path(CHANNEL)).write_text("2\n")
+    result = apply.apply_release(settings, db, FolderSource(tree), CHANNEL)
+    assert (result.new_version, result.added, result.updated, result.removed, result.fetched_blobs) == (2, 0, 1, 0, 0)
+    book_id = db.execute("SELECT id FROM books WHERE sha256 = ?", [item["sha256"]]).fetchone()[0]
+    book = catalog.get_book(db, book_id)
+    assert book["title"] == "Chí Phèo (bản sửa)"
+    assert book["authors"] == ["Nam Cao", "Hội đồng biên tập"]
+    assert db.execute("SELECT count(*) FROM index_queue WHERE book_id = ?", [book_id]).fetchone()[0] >= 1
+
+
 def test_only_changed_files_travel(box, tree, source_books, publisher, make_epub):
     settings, db = box
     apply.apply_release(settings, db, FolderSource(tree), CHANNEL)
@@ -250,7 +276,7 @@ def test_release_needing_more_disk_than_free_is_refused(box, tree):
     settings, db = box
     greedy = settings.replace(disk_reserve_mb=10**9)
     before = snapshot(settings, db)
-    with pytest.raises(apply.NotEnoughDisk, match="must stay free"):
+    with pytest.raises(NotEnoughDisk, match="must stay free"):
         apply.apply_release(greedy, db, FolderSource(tree), CHANNEL)
     assert snapshot(settings, db) == before
 

@@ -15,6 +15,7 @@ import pytest
 
 from appliance.discovery import Peer
 from appliance.storage import db as dbmod
+from appliance.storage.db import catalog_session
 from content_sync.protocol import minisign
 from content_sync.protocol import releases as bundles
 from content_sync.sync import apply
@@ -145,3 +146,27 @@ def test_a_box_serves_what_it_installed_to_peers(client, settings, malicious_pee
                 f"/releases/channels/{CHANNEL}/2/../../../keys/box-ed25519.key"):
         assert client.get(bad).status_code == 404, bad
     assert client.post("/api/v1/batches", data=b"{}").status_code == 400
+
+    # A book the librarian withdrew (hidden) is no longer offered; nor is a cover, which no manifest names.
+    with catalog_session(settings.db_path) as db:
+        book = db.execute("SELECT id, cover_sha256 FROM books WHERE sha256 = ?", [item["sha256"]]).fetchone()
+        db.execute("UPDATE books SET hidden = 1 WHERE id = ?", [book[0]])
+        db.conn.commit()
+    assert client.get(f"/releases/blobs/sha256/{item['sha256']}").status_code == 404
+    if book[1]:
+        assert client.get(f"/releases/blobs/sha256/{book[1]}").status_code == 404
+
+
+def test_peer_endpoints_refuse_bodies_before_reading_them(live_server, client):
+    """A phone on the Wi-Fi may post here: the size is checked on the declared length, before a byte
+    of the body is read (a 190 MB post was read whole into memory)."""
+    import socket
+
+    for path in ("/api/v1/batches", "/api/v1/boxes"):
+        with socket.create_connection(("127.0.0.1", live_server.server.effective_port), timeout=10) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: box\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {500 * 1024 * 1024}\r\n\r\n".encode() + b"{" * 1000)
+            answer = sock.recv(200)
+        assert answer.startswith(b"HTTP/1.1 413"), (path, answer)
+    deep = b"[" * 50_000 + b"]" * 50_000
+    assert client.post("/api/v1/boxes", data=deep[:60_000], headers={"Content-Type": "application/json"}).status_code == 403

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from appliance.storage import accounts as auth
+from appliance.web.context import services
 from tests.support.admin import PASSWORD, catalog_db, log_in, post_form
 
 
@@ -49,7 +50,7 @@ def test_form_without_or_with_wrong_csrf_token_is_refused(admin_client, settings
 
 def test_sixth_wrong_password_in_a_minute_is_refused(app, client, librarian):
     now = [1000.0]
-    app.extensions["admin_limiter"].clock = lambda: now[0]
+    services(app).limiter.clock = lambda: now[0]
     for _ in range(5):
         assert log_in(client, password="wrong password").status_code == 403
     sixth = log_in(client, password="wrong password")
@@ -250,7 +251,7 @@ def test_the_rebuild_button_rebuilds_in_a_process_of_its_own_while_searches_use_
         assert "<strong>rebuilding</strong>" in admin_client.get("/admin/system").get_data(as_text=True)
     finally:
         os.kill(job, signal.SIGCONT)
-    jobs = admin_client.application.extensions["jobs"]
+    jobs = services(admin_client.application).jobs
     jobs.join(30)
     assert not jobs.rebuild_running()
     assert sorted(p.name for p in settings.index_dir.glob("gen-*")) != before
@@ -266,7 +267,7 @@ def test_a_rebuild_that_fails_says_so_and_leaves_the_index_serving(admin_client,
     lock.unlink()
     lock.mkdir()  # the rebuild cannot take its lock: its process ends with an error
     post_form(admin_client, "/admin/system/reindex", page="/admin/system")
-    jobs = admin_client.application.extensions["jobs"]
+    jobs = services(admin_client.application).jobs
     jobs.join(30)
     page = admin_client.get("/admin/system").get_data(as_text=True)
     assert "The last rebuild failed; searches use the index as it was." in page

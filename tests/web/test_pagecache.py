@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from appliance.storage import db as dbmod
+from appliance.web.context import services
 from tests.conftest import import_files
 
 
@@ -82,7 +83,7 @@ def test_only_plain_successful_answers_are_kept_and_only_for_their_seconds(monke
 
 def test_a_search_asked_again_is_answered_once_and_counted_each_time(app, settings, make_epub, client, monkeypatch):
     import_files(settings, [make_epub(title="Sông Đà")])
-    index = app.extensions["library"].index
+    index = services(app).library.index
     searches = []
     real_search = index.search
     monkeypatch.setattr(index, "search", lambda *a, **k: searches.append(a) or real_search(*a, **k))
@@ -92,7 +93,7 @@ def test_a_search_asked_again_is_answered_once_and_counted_each_time(app, settin
         assert client.get("/search?q=song+da").data == first.data
     assert len(searches) == 1
     assert "Sông Đà" in client.get("/search?q=song").text and len(searches) == 2  # other words: another search
-    app.extensions["library"].stats.flush()
+    services(app).library.stats.flush()
     db = dbmod.connect(settings.db_path)
     counted = dict(db.execute("SELECT term, sum(count) FROM stats_counts WHERE kind = 'search' GROUP BY term").fetchall())
     db.close()
@@ -102,7 +103,7 @@ def test_a_search_asked_again_is_answered_once_and_counted_each_time(app, settin
 def test_readers_in_other_places_of_their_books_share_a_search_page_but_not_across_languages(app, settings, make_epub,
                                                                                              monkeypatch):
     import_files(settings, [make_epub(title="Sông Đà")])
-    index = app.extensions["library"].index
+    index = services(app).library.index
     searches = []
     real_search = index.search
     monkeypatch.setattr(index, "search", lambda *a, **k: searches.append(a) or real_search(*a, **k))

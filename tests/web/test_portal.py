@@ -5,6 +5,7 @@ import http.client
 
 import pytest
 
+from appliance.web.context import services
 from appliance.web.views.public.portal import PortalMemory
 
 APPLE_SUCCESS = b"<HTML><HEAD><TITLE>Success</TITLE></HEAD><BODY>Success</BODY></HTML>"
@@ -35,7 +36,7 @@ class Clock:
 @pytest.fixture
 def clock(app) -> Clock:
     clock = Clock()
-    app.extensions["portal"].clock = clock
+    services(app).portal.clock = clock
     return clock
 
 
@@ -83,7 +84,7 @@ def test_each_phone_is_remembered_on_its_own(client, clock):
 
 
 def test_phone_is_forgotten_after_the_memory_time(app, client, clock):
-    minutes = app.extensions["library"].settings.portal_memory_minutes
+    minutes = services(app).library.settings.portal_memory_minutes
     assert minutes == 60
     see_welcome_page(client)
     clock.now += minutes * 60 - 1
@@ -91,7 +92,7 @@ def test_phone_is_forgotten_after_the_memory_time(app, client, clock):
     clock.now += 2
     again = probe(client, "/hotspot-detect.html", "captive.apple.com")
     assert again.status_code == 302
-    assert len(app.extensions["portal"]) == 0
+    assert len(services(app).portal) == 0
 
 
 def test_memory_time_is_a_setting(settings):
@@ -100,7 +101,7 @@ def test_memory_time_is_a_setting(settings):
     app = create_app(settings.replace(portal_memory_minutes=5), TESTING=True)
     try:
         clock = Clock()
-        app.extensions["portal"].clock = clock
+        services(app).portal.clock = clock
         client = app.test_client()
         see_welcome_page(client)
         clock.now += 4 * 60
@@ -108,7 +109,7 @@ def test_memory_time_is_a_setting(settings):
         clock.now += 61
         assert probe(client, "/ncsi.txt", "www.msftncsi.com").status_code == 302
     finally:
-        app.extensions["library"].close()
+        services(app).library.close()
 
 
 def test_redirect_names_the_library_and_its_port(settings):
@@ -119,7 +120,7 @@ def test_redirect_names_the_library_and_its_port(settings):
         response = app.test_client().get("/generate_204", base_url="http://connectivitycheck.gstatic.com:8080")
         assert response.headers["Location"] == "http://thuvien.lan:8080/portal"
     finally:
-        app.extensions["library"].close()
+        services(app).library.close()
 
 
 def test_windows_portal_page_leads_to_the_welcome_page(client):

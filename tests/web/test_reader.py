@@ -7,6 +7,7 @@ import pytest
 
 from appliance.books.chapterhtml import clean_chapter, split_pages
 from appliance.books.demo import make_cover_png
+from appliance.web.context import services
 from tests.conftest import import_files
 
 HOSTILE = """
@@ -204,7 +205,7 @@ def test_offline_files_are_kept_within_a_size_and_not_into_the_disk_reserve(clie
     # A box whose disk is nearly full keeps nothing more, and still sends the file, in ranges too.
     for path in kept:
         path.unlink()
-    monkeypatch.setattr(app.extensions["library"], "settings", settings.replace(disk_reserve_mb=10**9))
+    monkeypatch.setattr(services(app).library, "settings", settings.replace(disk_reserve_mb=10**9))
     answer = client.get("/books/1/offline")
     assert answer.status_code == 200 and answer.data == first
     assert client.get("/books/1/offline", headers={"Range": "bytes=0-99"}).data == first[:100]

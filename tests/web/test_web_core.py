@@ -5,6 +5,7 @@ import urllib.parse
 
 import pytest
 
+from appliance.web.context import services
 from tests.conftest import import_files
 
 
@@ -143,7 +144,7 @@ def test_bad_range_header_is_not_500(client, vi_library):
 def test_search_falls_back_to_titles_when_index_is_gone(app, client, vi_library):
     import shutil
 
-    state = app.extensions["library"]
+    state = services(app).library
     state.index.close()
     shutil.rmtree(vi_library.index_dir)
     data = client.get("/api/search?q=thu vien").get_json()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from appliance.storage import catalog
 from appliance.storage.db import current_seq
-from appliance.web.factory import library_state
+from appliance.web.context import library_state
 
 LISTS_SECONDS = 3600.0  # a bound besides the catalog's counter, which is what changes them
 AUTHORS_SHOWN = 2000

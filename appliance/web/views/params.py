@@ -1,8 +1,10 @@
 """Reading query parameters strictly: anything odd is a 400, never a 500."""
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import request
 from werkzeug.exceptions import BadRequest
+
+from appliance.web.context import library_state
 
 MAX_PAGE = 10_000
 
@@ -21,7 +23,7 @@ def int_arg(name: str, default: int, *, minimum: int = 1, maximum: int = MAX_PAG
 
 def text_arg(name: str, *, max_chars: int | None = None) -> str:
     raw = request.args.get(name, "")
-    limit = max_chars or current_app.extensions["library"].settings.max_query_chars
+    limit = max_chars or library_state().settings.max_query_chars
     if len(raw) > limit:
         raise BadRequest(f"{name} is too long (at most {limit} characters)")
     if any(ord(c) < 32 and c not in "\t\n\r" for c in raw) or any(0xD800 <= ord(c) <= 0xDFFF for c in raw):
@@ -39,4 +41,4 @@ def language_arg(name: str = "lang") -> str | None:
 
 
 def page_size() -> int:
-    return current_app.extensions["library"].settings.page_size
+    return library_state().settings.page_size

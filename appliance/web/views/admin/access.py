@@ -33,30 +33,24 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from appliance.jobs.registry import jobs
 from appliance.search import upkeep as indexing
 from appliance.storage import accounts as auth
 from appliance.storage import catalog
-from appliance.web.factory import get_db, library_state
+from appliance.storage.accounts import SESSION_COOKIE
+from appliance.web.context import get_db, library_state, services
 from appliance.web.i18n import in_page_language
 from appliance.web.ratelimit import FailureLimiter
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-SESSION_COOKIE = "library_admin"
 FORM_COOKIE = "library_admin_form"
 COOKIE_PATH = "/admin"
 PUBLIC_ENDPOINTS = {"admin.login", "admin.setup"}
 CSRF_FIELD = "csrf_token"
 
 
-@bp.record_once
-def _make_state(state) -> None:
-    state.app.extensions["admin_limiter"] = FailureLimiter(max_failures=5, window_seconds=60)
-
-
 def limiter() -> FailureLimiter:
-    return current_app.extensions["admin_limiter"]
+    return services().limiter
 
 
 def client_address() -> str:
@@ -182,7 +176,7 @@ def too_many_attempts(template: str, **context) -> tuple[str, int, dict]:
 
 def index_state_text() -> str:
     """The search index's state (unknown, current, rebuilding or failed) in the librarian's language."""
-    state = jobs().index_state()
+    state = services().jobs.index_state()
     words = {"unknown": _("unknown"), "current": _("current"), "rebuilding": _("rebuilding"), "failed": _("failed")}
     return words.get(state, state)
 

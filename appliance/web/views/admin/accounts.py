@@ -6,7 +6,7 @@ from flask_babel import gettext as _
 
 from appliance.messages import N_
 from appliance.storage import accounts as auth
-from appliance.web.factory import get_db
+from appliance.web.context import get_db
 from appliance.web.views.admin.access import (
     SESSION_COOKIE,
     _clear_cookie,

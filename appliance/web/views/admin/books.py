@@ -11,7 +11,7 @@ from flask_babel import gettext as _
 from appliance.books import quarantine
 from appliance.storage import catalog
 from appliance.textfold import fold
-from appliance.web.factory import get_db, library_state
+from appliance.web.context import get_db, library_state
 from appliance.web.i18n import in_page_language
 from appliance.web.views.admin.access import bp
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from appliance.web.factory import get_db
+from appliance.web.context import get_db
 from appliance.web.i18n import in_page_language
 from appliance.web.views.admin.access import bp
 

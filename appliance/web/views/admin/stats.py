@@ -7,9 +7,10 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from appliance.stats import counts as stats
-from appliance.stats.clock import DEFAULT_CLOCK, EARLIEST_PLAUSIBLE, apply_trusted_time
+from appliance.stats.clock import DEFAULT_CLOCK, EARLIEST_PLAUSIBLE
+from appliance.stats.counts import apply_trusted_time
 from appliance.web.charts import bar_chart
-from appliance.web.factory import get_db, library_state
+from appliance.web.context import get_db, library_state
 from appliance.web.views.admin.access import bp
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 from flask import flash, redirect, url_for
 from flask_babel import gettext as _
 
-from appliance.jobs.registry import jobs
-from appliance.web.factory import library_state
+from appliance.web.context import library_state, services
 from appliance.web.i18n import format_count, in_page_language
 from appliance.web.views.admin.access import bp
 
@@ -44,7 +43,7 @@ def sync_now():
     if not settings.hub_url:
         flash(_("No hub address is set (LIBRARY_HUB_URL): releases come from a USB stick or a van."))
         return redirect(url_for("admin.system"), code=303)
-    if jobs().start_sync():
+    if services().jobs.start_sync():
         flash(_("Sync started. Reload this page in a minute to see how it went."))
     else:
         flash(_("A sync is running already."))

@@ -4,12 +4,11 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from appliance.jobs.registry import jobs
 from appliance.search import upkeep as indexing
 from appliance.storage import catalog
 from appliance.storage import db as dbmod
 from appliance.system.boxstatus import cpu_temperature, disk_status, installed_releases, throttling
-from appliance.web.factory import get_db, library_state
+from appliance.web.context import get_db, library_state, services
 from appliance.web.views.admin.access import bp, index_state_text
 
 WELCOME_KEY = "welcome_text"
@@ -26,8 +25,8 @@ def system():
         disk=disk_status(state.settings),
         index_state=index_state_text(),
         pending_index=indexing.pending_count(db),
-        rebuild_running=jobs().rebuild_running(),
-        rebuild_failed=jobs().rebuild_failed(),
+        rebuild_running=services().jobs.rebuild_running(),
+        rebuild_failed=services().jobs.rebuild_failed(),
         releases=installed_releases(db),
         quarantined=catalog.quarantined(db, QUARANTINE_SHOWN),
         quarantined_count=catalog.count_quarantined(db),
@@ -38,7 +37,7 @@ def system():
 
 @bp.post("/system/reindex")
 def reindex():
-    if jobs().start_index_rebuild():
+    if services().jobs.start_index_rebuild():
         flash(_("The search index is being rebuilt. Searches use the current one until the new one is ready."))
     else:
         flash(_("The search index is already being rebuilt."))

@@ -5,7 +5,7 @@ from flask import Blueprint, abort, jsonify, url_for
 
 from appliance.search.finder import find_books
 from appliance.storage import catalog
-from appliance.web.factory import get_db, library_state
+from appliance.web.context import get_db, library_state
 from appliance.web.views import lists as catalog_lists
 from appliance.web.views.params import int_arg, language_arg, page_size, text_arg
 

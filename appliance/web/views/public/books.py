@@ -12,7 +12,7 @@ from appliance.stats import counts as stats
 from appliance.storage import catalog
 from appliance.storage.blobs import BlobMissing
 from appliance.textfold import fold
-from appliance.web.factory import get_db, library_state
+from appliance.web.context import get_db, library_state
 from appliance.web.qr import qr_svg_file
 
 bp = Blueprint("books", __name__)

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, redirect, render_template, url_for
 from appliance.stats import counts as stats
 from appliance.storage import catalog
 from appliance.storage.db import current_seq, get_setting
-from appliance.web.factory import get_db, library_state
+from appliance.web.context import get_db, library_state
 from appliance.web.i18n import COOKIE, LANGUAGES
 from appliance.web.qr import qr_svg, wifi_payload
 from appliance.web.views import lists as catalog_lists
@@ -15,7 +15,6 @@ from appliance.web.views.params import int_arg, language_arg, page_size
 bp = Blueprint("home", __name__)
 
 
-HOME_SECONDS = 5.0  # kept this long (appliance.web.pagecache): the vans banner is at most this old
 # "Most read this month" is counted again at most this often, or when the catalog changes: its
 # query reads every count of 30 days (26 ms for the 46,000 of a box after its soaks here), which
 # every phone's request waited for each time the home page was made again.

@@ -15,7 +15,7 @@ from appliance.stats import counts as stats
 from appliance.storage import catalog
 from appliance.storage import db as dbmod
 from appliance.web import opdsfeeds as opds
-from appliance.web.factory import get_db, library_state
+from appliance.web.context import get_db, library_state
 from appliance.web.i18n import select_locale
 from appliance.web.views import lists as catalog_lists
 from appliance.web.views.params import int_arg, language_arg, page_size, text_arg
@@ -304,7 +304,6 @@ def _json_navigation(title: str, entries: list[opds.NavEntry], extra: list[dict]
 # -- OPDS 1.2 routes ------------------------------------------------------------------------------
 
 
-ROOT_SECONDS = 30.0  # the root feeds are kept this long (appliance.web.pagecache)
 
 
 @bp.get("")

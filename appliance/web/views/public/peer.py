@@ -12,16 +12,20 @@ with the hub, and batches are accepted only with a valid box signature.
 """
 from __future__ import annotations
 
+import json
 import re
 
 from flask import Blueprint, Response, abort, jsonify, request, send_file, send_from_directory
 
 from appliance.storage.atomic import free_bytes
-from appliance.web.factory import get_db, library_state
+from appliance.web.context import get_db, library_state
+from appliance.web.errors import InsufficientStorage, bounded_body
 
 bp = Blueprint("peer", __name__)
 
-MAX_CARRIED_BYTES = 64 * 1024 * 1024
+MAX_CARRIED_BYTES = 64 * 1024 * 1024  # batches carried for other boxes, all together
+MAX_CARRIED_PER_BOX = 8 * 1024 * 1024  # for any one box key: junk from made-up keys cannot fill the rest
+MAX_REGISTRATION_BYTES = 64 * 1024
 SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -60,8 +64,13 @@ def release_file(name: str, version: int, filename: str):
 def blob(sha: str):
     if not SHA.match(sha):
         abort(404)
+    # Only the books of the releases installed here, and not those the librarian withdrew (hidden):
+    # the blob store also holds covers, local imports and withdrawn books, which no manifest offers.
+    offered = get_db().execute(
+        "SELECT 1 FROM books b WHERE b.sha256 = ? AND b.hidden = 0 "
+        "AND EXISTS (SELECT 1 FROM channel_items ci WHERE ci.book_id = b.id)", [sha]).fetchone()
     path = library_state().blobs.path(sha)
-    if not path.is_file():
+    if offered is None or not path.is_file():
         abort(404)
     return send_file(path, mimetype="application/octet-stream", conditional=True, etag=sha, max_age=86400)
 
@@ -72,15 +81,20 @@ def carry_batch():
 
     settings = library_state().settings
     outbox = settings.outbox_dir
-    carried = sum(p.stat().st_size for p in statsbatch.pending_batches(outbox))
-    reserve = settings.disk_reserve_mb * 1024 * 1024
-    data = request.get_data(cache=False)
-    if carried + len(data) > MAX_CARRIED_BYTES or free_bytes(settings.home) - len(data) < reserve:
-        abort(507, "this box carries as many batches as it can")
+    data = bounded_body(statsbatch.MAX_BATCH_BYTES)
     try:
-        payload = statsbatch.carry(outbox, data)
+        payload = statsbatch.verify_batch(data)
     except statsbatch.BatchInvalid as e:
         abort(400, str(e))
+    pending = statsbatch.pending_batches(outbox)
+    carried = sum(p.stat().st_size for p in pending)
+    own = statsbatch.outbox_folder(outbox, payload["box"])
+    for_this_box = sum(p.stat().st_size for p in pending if p.parent == own)
+    reserve = settings.disk_reserve_mb * 1024 * 1024
+    if (carried + len(data) > MAX_CARRIED_BYTES or for_this_box + len(data) > MAX_CARRIED_PER_BOX
+            or free_bytes(settings.home) - len(data) < reserve):
+        raise InsufficientStorage("this box carries as many batches as it can")
+    statsbatch.carry(outbox, data)
     return jsonify(carried=True, box=payload["box"], batch=payload["batch"])
 
 
@@ -88,22 +102,24 @@ def carry_batch():
 def carry_registration():
     """A box's signed registration, carried with its batches so the hub knows the box."""
     from appliance.storage.atomic import atomic_write_bytes
-    from content_sync.hub.factory import check_registration
     from content_sync.protocol import batches as statsbatch
+    from content_sync.protocol.registration import check_registration
 
-    data = request.get_data(cache=False)
-    if len(data) > 64 * 1024:
-        abort(413)
+    data = bounded_body(MAX_REGISTRATION_BYTES)
     try:
-        import json
-
-        box, _name, _status = check_registration(json.loads(data))
-    except ValueError as e:
+        registration = check_registration(json.loads(data))
+    except (ValueError, RecursionError) as e:  # json's errors too; RecursionError: nested too deep
         abort(403, str(e))
-    folder = statsbatch.outbox_folder(library_state().settings.outbox_dir, box)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(folder / "registration.json", data)
-    return jsonify(carried=True)
+    folder = statsbatch.outbox_folder(library_state().settings.outbox_dir, registration.box)
+    kept = folder / "registration.json"
+    try:
+        newer = check_registration(json.loads(kept.read_bytes())).counter >= registration.counter
+    except (OSError, ValueError, RecursionError):
+        newer = False
+    if not newer:  # a replay of an older registration does not replace the newest carried
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(kept, data)
+    return jsonify(carried=True, stale=newer)
 
 
 @bp.get("/api/v1/acks")

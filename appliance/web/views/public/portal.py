@@ -12,12 +12,12 @@ to disk or sent anywhere.
 """
 from __future__ import annotations
 
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, redirect, render_template, request, url_for
+
+from appliance.web.context import library_state, services
+from appliance.web.portalmemory import PortalMemory
 
 bp = Blueprint("portal", __name__)
 
@@ -29,57 +29,8 @@ FIREFOX_SUCCESS = "success\n"
 NO_CACHE = {"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache", "Expires": "0"}
 
 
-class PortalMemory:
-    """Which phones (by IP address) have seen the welcome page, for a while. In memory only."""
-
-    def __init__(self, minutes: int, clock: Callable[[], float] = time.monotonic, limit: int = 10_000):
-        self.seconds = minutes * 60
-        self.clock = clock
-        self.limit = limit
-        self._until: OrderedDict[str, float] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def welcome(self, address: str) -> None:
-        with self._lock:
-            now = self.clock()
-            self._forget_expired(now)
-            self._until.pop(address, None)
-            self._until[address] = now + self.seconds
-            while len(self._until) > self.limit:
-                self._until.popitem(last=False)
-
-    def has_seen(self, address: str) -> bool:
-        with self._lock:
-            until = self._until.get(address)
-            if until is None:
-                return False
-            if self.clock() >= until:
-                del self._until[address]
-                return False
-            return True
-
-    def __len__(self) -> int:
-        with self._lock:
-            self._forget_expired(self.clock())
-            return len(self._until)
-
-    def _forget_expired(self, now: float) -> None:
-        # Entries are kept in the order they were last welcomed, so the oldest expire first.
-        while self._until:
-            address, until = next(iter(self._until.items()))
-            if until > now:
-                break
-            del self._until[address]
-
-
-@bp.record_once
-def _make_memory(state) -> None:
-    settings = state.app.extensions["library"].settings
-    state.app.extensions["portal"] = PortalMemory(settings.portal_memory_minutes)
-
-
 def portal_memory() -> PortalMemory:
-    return current_app.extensions["portal"]
+    return services().portal
 
 
 def _client() -> str:
@@ -88,7 +39,7 @@ def _client() -> str:
 
 def _library_origin() -> str:
     """``http://library.lan`` (with the port when it is not 80): the library under its own name."""
-    settings = current_app.extensions["library"].settings
+    settings = library_state().settings
     port = request.environ.get("SERVER_PORT", "80")
     host = settings.local_domain if port == "80" else f"{settings.local_domain}:{port}"
     return f"http://{host}"

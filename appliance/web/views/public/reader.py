@@ -27,7 +27,7 @@ from appliance.books import chapterhtml as bookhtml
 from appliance.books.container import EpubUnreadable, read_member
 from appliance.stats import counts as stats
 from appliance.storage import catalog
-from appliance.web.factory import get_db, library_state
+from appliance.web.context import get_db, library_state
 from appliance.web.views.params import int_arg
 from appliance.web.views.public.books import content_disposition, visible_book
 
@@ -192,7 +192,8 @@ def settings():
         dark = request.args["dark"] == "1"
     back = request.args.get("back", "")
     parts = urlsplit(back)
-    if parts.scheme or parts.netloc or not back.startswith("/") or back.startswith("//") or "\\" in back:
+    if (parts.scheme or parts.netloc or not back.startswith("/") or back.startswith("//") or "\\" in back
+            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in back)):  # a line break would split the Location header
         back = url_for("home.index")
     response = redirect(back, code=303)
     response.set_cookie(PREFS_COOKIE, f"{size}{int(dark)}", max_age=YEAR, samesite="Lax", httponly=True)

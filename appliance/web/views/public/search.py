@@ -9,13 +9,12 @@ from flask import Blueprint, render_template, request, url_for
 from appliance.search.finder import find_books
 from appliance.stats import counts as stats
 from appliance.textfold import fold
-from appliance.web.factory import get_db, library_state
+from appliance.web.context import get_db, library_state
 from appliance.web.pagecache import ON_REPLAY
 from appliance.web.views.params import int_arg, language_arg, page_size, text_arg
 
 bp = Blueprint("search", __name__)
 
-SEARCH_SECONDS = 10.0  # a search page is kept this long (appliance.web.pagecache), for the same words asked again
 
 
 @bp.get("/search")
