@@ -251,6 +251,26 @@ def run(ctx: click.Context, once: bool) -> None:
     run_forever(agent, settings.sync_interval_minutes)
 
 
+@sync_group.command("enroll", context_settings=CONTEXT)
+@click.argument("token")
+@click.pass_context
+def enroll(ctx: click.Context, token: str) -> None:
+    """Keep the enrollment token the central office issued for this box (library hub enroll).
+
+    The box sends it in its signed registration, to the hub or through a van; the hub takes a box
+    it does not know only with a token of its own.
+
+    Example: library sync enroll 3q7Xh0Pp1cV8kZ2mT4rB9wYd
+    """
+    from content_sync.sync.registration import keep_enrollment_token
+
+    token = token.strip()
+    if not token or len(token) > 100 or not token.isprintable():
+        raise click.ClickException("that is not an enrollment token: copy it as the central office gave it")
+    keep_enrollment_token(load_settings(ctx), token)
+    click.echo("Enrollment token kept; the box sends it with its next registration.")
+
+
 @sync_group.command("status", context_settings=CONTEXT)
 @click.pass_context
 def status(ctx: click.Context) -> None:
@@ -277,7 +297,9 @@ def hub_group() -> None:
 @click.option("--threads", default=16, show_default=True, type=int)
 @click.option("--trusted-proxy", default="", metavar="ADDRESS",
               help="Address of a load balancer in front of the hub: its X-Forwarded-For names the client.")
-def hub_serve(data_dir: Path, host: str, port: int, threads: int, trusted_proxy: str) -> None:
+@click.option("--open-enrollment", is_flag=True,
+              help="Let any box register without a token (a closed network, or a test); off by default.")
+def hub_serve(data_dir: Path, host: str, port: int, threads: int, trusted_proxy: str, open_enrollment: bool) -> None:
     """Serve the hub with waitress. Publish into DATA/tree with library bundle build --out DATA/tree.
 
     Example: library hub serve --data /srv/hub --host 0.0.0.0 --port 8090
@@ -287,8 +309,8 @@ def hub_serve(data_dir: Path, host: str, port: int, threads: int, trusted_proxy:
     from appliance.server.http import StopFlag, create_server, serve_until
     from content_sync.hub.factory import create_hub_app
 
-    server = create_server(create_hub_app(data_dir), host=host, port=port, threads=threads, ident="library-hub",
-                           trusted_proxy=trusted_proxy)
+    server = create_server(create_hub_app(data_dir, open_enrollment=open_enrollment), host=host, port=port,
+                           threads=threads, ident="library-hub", trusted_proxy=trusted_proxy)
     stopping = StopFlag()
     signal.signal(signal.SIGTERM, stopping.set)
     click.echo(f"Hub open at http://{server.effective_host}:{server.effective_port}/ ; releases from {data_dir / 'tree'}")
@@ -324,3 +346,23 @@ def stats_export(ctx: click.Context) -> None:
         click.echo(f"Nothing new to export; {pending} batch(es) wait in the outbox.")
     else:
         click.echo(f"Wrote {path}; {pending} batch(es) wait in the outbox.")
+
+
+@hub_group.command("enroll", context_settings=CONTEXT)
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Hub folder (as for library hub serve).")
+@click.option("--label", default="", help="What the token is for (a commune, a card's number), kept beside it.")
+@click.option("--count", default=1, show_default=True, type=click.IntRange(1, 10_000), help="How many tokens.")
+def hub_enroll(data_dir: Path, label: str, count: int) -> None:
+    """Issue enrollment tokens, one per box: a box registers the first time with its own token.
+
+    Give each token to one box (library sync enroll TOKEN on it, or in its card's setup); a token
+    serves one box key only. Only the tokens' hashes are kept.
+
+    Example: library hub enroll --data /srv/hub --label "Bản Phố" --count 1
+    """
+    from content_sync.hub.store import SqliteHubStore
+
+    store = SqliteHubStore(data_dir / "hub.db")
+    for _ in range(count):
+        click.echo(store.issue_enrollment(label))

@@ -43,7 +43,9 @@ def hub_key(data_dir: Path) -> Ed25519PrivateKey:
     return ed25519_key_pair(folder / HUB_KEY, folder / HUB_PUBLIC_KEY)[0]
 
 
-def create_hub_app(data_dir: Path, clock=time.time) -> Flask:
+def create_hub_app(data_dir: Path, clock=time.time, *, open_enrollment: bool = False) -> Flask:
+    """The hub's app. A box registers the first time with an enrollment token the office issued for
+    it (``library hub enroll``); with ``open_enrollment`` any box may (a closed network, or tests)."""
     data_dir = Path(data_dir)
     tree = data_dir / "tree"
     tree.mkdir(parents=True, exist_ok=True)
@@ -74,6 +76,10 @@ def create_hub_app(data_dir: Path, clock=time.time) -> Flask:
             registration = check_registration(request.get_json(silent=True))
         except (ValueError, RecursionError) as e:
             abort(403, str(e))
+        if not open_enrollment and not store.is_registered(registration.box) \
+                and not store.enroll(registration.box, registration.enrollment):
+            abort(403, "this box is not enrolled: the central office gives each box a token "
+                       "(library hub enroll), and the box keeps it (library sync enroll TOKEN)")
         kept = store.register_box(registration.box, registration.name, registration.status, registration.counter)
         # A stale registration (a replay, or one a van carried after a newer one came) is answered as
         # received, so that nobody sends it again, and changes nothing.

@@ -7,7 +7,9 @@ or through a van, changes nothing. Nothing here identifies a reader: boxes send 
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 import sqlite3
 import threading
 import time
@@ -22,6 +24,12 @@ CREATE TABLE IF NOT EXISTS boxes (
     last_seen REAL NOT NULL,
     status TEXT NOT NULL DEFAULT '{}',
     counter INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS enrollments (
+    token_sha256 TEXT PRIMARY KEY,
+    label TEXT NOT NULL DEFAULT '',
+    issued_at REAL NOT NULL,
+    box TEXT
 );
 CREATE TABLE IF NOT EXISTS batches (
     box TEXT NOT NULL REFERENCES boxes(box),
@@ -45,6 +53,8 @@ CREATE TABLE IF NOT EXISTS search_counts (
 
 class HubStore(Protocol):
     def register_box(self, box: str, name: str, status: dict, counter: int) -> bool: ...
+    def issue_enrollment(self, label: str = "") -> str: ...
+    def enroll(self, box: str, token: str) -> bool: ...
     def is_registered(self, box: str) -> bool: ...
     def add_batch(self, box: str, batch: int, payload: dict, via: str = "") -> bool: ...
     def boxes(self) -> list[dict]: ...
@@ -85,6 +95,22 @@ class SqliteHubStore:
                 "status = excluded.status, counter = excluded.counter WHERE excluded.counter > boxes.counter",
                 [box, name[:200], now, now, json.dumps(status), counter]).rowcount
         return changed > 0
+
+    def issue_enrollment(self, label: str = "") -> str:
+        """A new enrollment token for one box (only its hash is kept)."""
+        token = secrets.token_urlsafe(18)
+        with self._conn() as conn:
+            conn.execute("INSERT INTO enrollments(token_sha256, label, issued_at) VALUES (?, ?, ?)",
+                         [_token_hash(token), label[:200], self.clock()])
+        return token
+
+    def enroll(self, box: str, token: str) -> bool:
+        """Bind ``token`` to ``box`` if it was issued and no other box used it; True if the box is enrolled."""
+        if not token:
+            return False
+        with self._conn() as conn:
+            return conn.execute("UPDATE enrollments SET box = ? WHERE token_sha256 = ? AND (box IS NULL OR box = ?)",
+                                [box, _token_hash(token), box]).rowcount > 0
 
     def is_registered(self, box: str) -> bool:
         return self._conn().execute("SELECT 1 FROM boxes WHERE box = ?", [box]).fetchone() is not None
@@ -137,3 +163,7 @@ class SqliteHubStore:
         if box:
             return self._conn().execute("SELECT count(*) FROM batches WHERE box = ?", [box]).fetchone()[0]
         return self._conn().execute("SELECT count(*) FROM batches").fetchone()[0]
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()

@@ -18,6 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 MAX_NAME_CHARS = 200
+MAX_TOKEN_CHARS = 100
 MAX_COUNTER = 2**53  # JSON numbers stay exact below this
 MAX_MB = 10**9  # a petabyte: more is not a disk
 MAX_BATCHES = 10**7
@@ -32,17 +33,20 @@ class Registration:
     name: str
     status: dict  # checked: see ``check_status``
     counter: int  # the box's registration counter: a registration with a lower one is stale
+    enrollment: str = ""  # the token the hub issued for this box (``library hub enroll``), if any
 
 
-def registration_message(box: str, name: str, status: dict, counter: int) -> bytes:
-    return json.dumps({"box": box, "name": name, "status": status, "counter": counter},
+def registration_message(box: str, name: str, status: dict, counter: int, enrollment: str = "") -> bytes:
+    return json.dumps({"box": box, "name": name, "status": status, "counter": counter, "enrollment": enrollment},
                       sort_keys=True, ensure_ascii=False).encode()
 
 
-def sign_registration(private: Ed25519PrivateKey, box: str, name: str, status: dict, counter: int) -> dict:
-    """A registration ready to send: ``check_registration`` of it gives these values back."""
-    signature = private.sign(registration_message(box, name, status, counter))
-    return {"box": box, "name": name, "status": status, "counter": counter,
+def sign_registration(private: Ed25519PrivateKey, box: str, name: str, status: dict, counter: int,
+                      enrollment: str = "") -> dict:
+    """A registration ready to send: ``check_registration`` of it gives these values back. The
+    enrollment token is signed with the rest, so a van that carries it cannot move it to another key."""
+    signature = private.sign(registration_message(box, name, status, counter, enrollment))
+    return {"box": box, "name": name, "status": status, "counter": counter, "enrollment": enrollment,
             "signature": base64.b64encode(signature).decode("ascii")}
 
 
@@ -77,8 +81,11 @@ def check_registration(body: object) -> Registration:
     if not isinstance(body, dict):
         raise ValueError("a registration is a JSON object")
     box, name, status, counter = body.get("box"), body.get("name", ""), body.get("status", {}), body.get("counter")
+    enrollment = body.get("enrollment", "")
     if not isinstance(box, str) or not isinstance(name, str) or not isinstance(status, dict):
         raise ValueError("box, name and status are needed")
+    if not isinstance(enrollment, str) or len(enrollment) > MAX_TOKEN_CHARS:
+        raise ValueError("an enrollment token is a short text")
     if not _whole(counter, MAX_COUNTER) or counter < 1:
         raise ValueError("a registration carries its box's counter, a whole number from 1")
     if len(name) > MAX_NAME_CHARS:
@@ -86,10 +93,10 @@ def check_registration(body: object) -> Registration:
     try:
         public = Ed25519PublicKey.from_public_bytes(base64.b64decode(box, validate=True))
         public.verify(base64.b64decode(body.get("signature", ""), validate=True),
-                      registration_message(box, name, status, counter))
+                      registration_message(box, name, status, counter, enrollment))
     except (ValueError, InvalidSignature, TypeError):
         raise ValueError("the registration is not signed by that box key") from None
-    return Registration(box, name, check_status(status), counter)
+    return Registration(box, name, check_status(status), counter, enrollment)
 
 
 def time_message(moment: float) -> bytes:

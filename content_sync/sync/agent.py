@@ -54,6 +54,15 @@ STATE_KEYS = ("sync_last_attempt", "sync_last_success", "sync_last_error", "sync
 HUB_PUBLIC_KEY = "hub.pub"
 
 
+class HubRefused(SourceError):
+    """The hub answered with an error status; ``final`` when asking again cannot help (400, 403)."""
+
+    def __init__(self, code: int, path: str, detail: str) -> None:
+        super().__init__(N_("the hub answered %(code)d to %(path)s: %(detail)s"), code=code, path=path, detail=detail)
+        self.code = code
+        self.final = code in (400, 403)
+
+
 @dataclass
 class JobResult:
     job: str
@@ -98,8 +107,7 @@ class SyncAgent:
             with urllib.request.urlopen(request, timeout=timeout) as answer:
                 body = answer.read(4 * 1024 * 1024)
         except urllib.error.HTTPError as e:
-            raise SourceError(N_("the hub answered %(code)d to %(path)s: %(detail)s"), code=e.code, path=path,
-                              detail=_refusal(e)) from None
+            raise HubRefused(e.code, path, _refusal(e)) from None
         except (urllib.error.URLError, OSError) as e:
             raise SourceError(N_("cannot reach the hub at %(hub)s: %(detail)s"), hub=self.hub,
                               detail=link_failure(e)) from None
@@ -159,16 +167,34 @@ class SyncAgent:
                                     min_term_count=self.settings.stats_min_term_count, box_name=self.settings.box_name)
         finally:
             db.close()
-        sent = 0
+        sent = dropped = 0
         hub_key = self.hub_public_key()
+        own = statsbatch.outbox_folder(self.settings.outbox_dir, key.public_b64)
         for registration in sorted(self.settings.outbox_dir.glob("*/registration.json")):
-            # Boxes whose batches this box carries introduce themselves first, in their own words.
-            self._request("/api/v1/boxes", data=registration.read_bytes())
+            # Boxes whose batches this box carries introduce themselves first, in their own words,
+            # once: the hub keeps it (or a newer one), so it is not carried again.
+            try:
+                self._request("/api/v1/boxes", data=registration.read_bytes())
+            except HubRefused as e:
+                if not e.final:
+                    raise
+                logger.warning("the hub refused a registration this box carried (%s); dropping it", e)
+            registration.unlink(missing_ok=True)
         for path in statsbatch.pending_batches(self.settings.outbox_dir):
-            answer = self._request("/api/v1/batches", data=path.read_bytes())
+            try:
+                answer = self._request("/api/v1/batches", data=path.read_bytes())
+            except HubRefused as e:
+                # A batch carried for another box that the hub will never take (made up, or from a
+                # box it does not know) is dropped, or it would stop every batch after it for good.
+                if not e.final or path.parent == own:
+                    raise
+                logger.warning("the hub refused a batch this box carried (%s); dropping %s", e, path.name)
+                path.unlink(missing_ok=True)
+                dropped += 1
+                continue
             sent += len(answer.get("ack", []))
             statsbatch.remember_acks(self.settings.outbox_dir, answer.get("ack", []), hub_key)
-        return f"{sent} batch(es) delivered"
+        return f"{sent} batch(es) delivered" + (f", {dropped} carried batch(es) refused by the hub" if dropped else "")
 
     def hub_public_key(self) -> str | None:
         path = self.settings.keys_dir / HUB_PUBLIC_KEY

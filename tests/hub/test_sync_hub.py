@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.server
 import json
 import os
@@ -51,12 +52,11 @@ def wait_http(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
     raise AssertionError(f"{url} did not answer")
 
 
-@pytest.fixture
-def hub(tmp_path):
-    data = tmp_path / "hub"
+@contextlib.contextmanager
+def running_hub(data: Path, *options: str):
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "appliance.cli.main", "hub", "serve", "--data", str(data),
-                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                "--port", str(port), *options], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/api/v1/releases", process)
@@ -64,6 +64,13 @@ def hub(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+@pytest.fixture
+def hub(tmp_path):
+    """A hub that takes any box (the enrollment tests use one that does not)."""
+    with running_hub(tmp_path / "hub", "--open-enrollment") as running:
+        yield running
 
 
 @pytest.fixture
@@ -426,3 +433,33 @@ def test_a_registration_with_odd_values_is_refused_and_the_dashboard_stays_up(hu
     assert caught.value.code == 403
     with urllib.request.urlopen(hub_url + "/") as page:
         assert page.status == 200
+
+
+def test_a_box_the_hub_does_not_know_needs_its_own_enrollment_token(tmp_path, settings, runner):
+    """The hub takes a new box only with a token issued for it; a token serves one box key; the
+    token travels inside the signed registration, so a van carrying it works the same."""
+    from content_sync.protocol import batches as statsbatch
+    from content_sync.sync.registration import box_registration
+
+    data = tmp_path / "closed-hub"
+    issued = subprocess.run([sys.executable, "-m", "appliance.cli.main", "hub", "enroll", "--data", str(data),
+                             "--label", "Bản Phố"], capture_output=True, text=True, check=True).stdout.split()
+    assert len(issued) == 1 and len(issued[0]) >= 20
+    with running_hub(data) as (hub_url, _):
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            register(hub_url, box_registration(settings))
+        assert caught.value.code == 403 and "enroll" in caught.value.read().decode()
+        # A made-up token, then the real one (kept with library sync enroll).
+        result = runner.invoke(["sync", "enroll", "not-a-token-anyone-issued"])
+        assert result.exit_code == 0, result.output
+        with pytest.raises(urllib.error.HTTPError):
+            register(hub_url, box_registration(settings))
+        assert runner.invoke(["sync", "enroll", issued[0]]).exit_code == 0
+        assert register(hub_url, box_registration(settings))["registered"] is True
+        # Known now: no token needed again; the same token does not serve another key.
+        (settings.keys_dir / "hub-enrollment").unlink()
+        assert register(hub_url, box_registration(settings))["stale"] is False
+        other = statsbatch.load_box_key(tmp_path / "other-keys")
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            register(hub_url, sign_registration(other.private, other.public_b64, "Kẻ lạ", {}, 1, issued[0]))
+        assert caught.value.code == 403

@@ -63,8 +63,12 @@ def main(work: Path) -> dict:
                                            str(hub_data), "--port", str(HUB)], stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL))
         wait_for(lambda: up(HUB), 30)
+        # The office issues each box its own enrollment token; the village's reaches the hub inside
+        # its signed registration, carried by the van.
+        tokens = library("hub", "enroll", "--data", str(hub_data), "--count", "2", env=base).stdout.split()
         envs = {}
-        for role, port, name in (("van", VAN, "Xe thư viện"), ("village", VILLAGE, "Thư viện Bản Lác")):
+        for token, (role, port, name) in zip(tokens, (("van", VAN, "Xe thư viện"), ("village", VILLAGE, "Thư viện Bản Lác")),
+                                             strict=True):
             home = work / role
             (home / "keys" / "publishers").mkdir(parents=True)
             shutil.copy(public, home / "keys" / "publishers" / "publisher.pub")
@@ -75,6 +79,7 @@ def main(work: Path) -> dict:
             env = dict(base, LIBRARY_HOME=str(home), LIBRARY_BOX_ROLE=role, LIBRARY_BOX_NAME=name,
                        LIBRARY_PORT=str(port), LIBRARY_HUB_URL=f"http://127.0.0.1:{HUB}" if role == "van" else "")
             envs[role] = env
+            library("sync", "enroll", token, env=env)
             log = open(work / f"{role}.log", "wb")
             processes.append(subprocess.Popen([sys.executable, "-m", "appliance.cli.main", "serve"], env=env,
                                               stdout=log, stderr=subprocess.STDOUT))
