@@ -54,7 +54,11 @@ def exchange(settings: Settings, db: sqlite_utils.Database, peer: Peer, *, polic
              hub_key: str | None = None) -> list[str]:
     """Everything this box does with ``peer`` at one meeting; returns one line per thing done."""
     done: list[str] = []
-    offered = _get_json(peer.base_url + "/api/v1/releases").get("channels", {})
+    about = _get_json(peer.base_url + "/api/v1/releases")
+    offered = about.get("channels", {})
+    # What the peer says it is: a van known only by address (LIBRARY_PEERS) is a van all the same.
+    # Its word is enough here: whatever it carries is signed by the boxes, and checked at the hub.
+    role = about.get("role") if about.get("role") in ("van", "village") else peer.role
     for channel in apply.subscribed_channels(db):
         version = (offered.get(channel) or {}).get("version")
         installed = apply.installed_version(db, channel)
@@ -70,7 +74,11 @@ def exchange(settings: Settings, db: sqlite_utils.Database, peer: Peer, *, polic
             logger.warning("refused %s from peer %s: %s", channel, peer.name, e)
             done.append(f"refused {channel} from {peer.name}: {e}")
     key = statsbatch.load_box_key(settings.keys_dir)
-    if peer.role == "van" and settings.box_role != "van":
+    if settings.box_role == "van":
+        pass  # a van carries statistics; it hands them to the hub, not to another box
+    elif role != "van":
+        done.append(f"statistics wait for a van: {peer.name} is a village box")
+    else:
         statsbatch.export_batch(db, settings.outbox_dir, key, min_term_count=settings.stats_min_term_count,
                                 box_name=settings.box_name)
         try:

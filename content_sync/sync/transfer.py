@@ -198,6 +198,8 @@ class Downloader:
         return answer
 
     def _retrying(self, action: Callable[[int], object], what: str):
+        """``action`` until it succeeds, or ``max_attempts`` tries in a row moved no data: a 10 MB
+        book on a link cut every 100-200 kB needs 50-100 connections, each of which moves data."""
         attempt = 0
         failures = 0  # in a row without progress: a link that still moves data is retried at once
         while True:
@@ -206,11 +208,11 @@ class Downloader:
             try:
                 return action(attempt)
             except Exception as e:
-                if not is_retryable(e) or attempt >= self.max_attempts:
-                    raise
-                self.cuts += 1
                 progressed = self.bytes_received > before
                 failures = 0 if progressed else failures + 1
+                if not is_retryable(e) or failures >= self.max_attempts:
+                    raise
+                self.cuts += 1
                 # Data was still flowing: reconnect at once. A link that gives nothing waits longer
                 # each time, so nothing spins in a tight loop.
                 wait = 0.0 if progressed else backoff(failures, base=0.2, cap=30.0, rng=self.rng)

@@ -8,12 +8,14 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from functools import partial
 from pathlib import Path
 
 import pytest
 
 from appliance.discovery import Peer
+from appliance.settings import Settings
 from appliance.storage import db as dbmod
 from appliance.storage.db import catalog_session
 from content_sync.protocol import minisign
@@ -170,3 +172,40 @@ def test_peer_endpoints_refuse_bodies_before_reading_them(live_server, client):
         assert answer.startswith(b"HTTP/1.1 413"), (path, answer)
     deep = b"[" * 50_000 + b"]" * 50_000
     assert client.post("/api/v1/boxes", data=deep[:60_000], headers={"Content-Type": "application/json"}).status_code == 403
+
+
+def test_a_van_known_only_by_address_receives_the_village_statistics(tmp_path, settings):
+    """Where multicast is blocked a village knows the van by address (LIBRARY_PEERS): such a peer
+    starts as a "village", but the van says what it is, and the village hands it its statistics."""
+    from appliance.discovery import parse_peer_addresses
+    from appliance.stats import counts as stats
+    from appliance.web.factory import create_app
+    from content_sync.protocol import batches as statsbatch
+    from tests.conftest import LiveServer
+
+    van_settings = Settings(home=tmp_path / "van", box_role="van", disk_reserve_mb=0)
+    with LiveServer(create_app(van_settings)) as van:
+        village = settings.replace(stats_min_term_count=1, peers=f"127.0.0.1:{van.server.effective_port}")
+        with catalog_session(village.db_path) as db:
+            stats.write_events(db, [stats.Event("view", 1, "", -1, time.monotonic())] * 3)
+            [peer] = parse_peer_addresses(village.peers)
+            assert peer.role == "village"
+            lines = exchange(village, db, peer)
+        assert "1 statistics batch(es) handed to" in " ".join(lines), lines
+        village_key = statsbatch.load_box_key(village.keys_dir).public_b64
+        carried = statsbatch.outbox_folder(van_settings.outbox_dir, village_key)
+        assert (carried / "registration.json").exists()
+        assert len(list(carried.glob("*.json"))) == 2  # the registration and one batch
+
+
+def test_a_village_peer_is_not_handed_statistics_and_says_so(tmp_path, settings):
+    from appliance.discovery import parse_peer_addresses
+    from appliance.web.factory import create_app
+    from tests.conftest import LiveServer
+
+    with LiveServer(create_app(Settings(home=tmp_path / "neighbour"))) as neighbour:
+        with catalog_session(settings.db_path) as db:
+            [peer] = parse_peer_addresses(f"127.0.0.1:{neighbour.server.effective_port}")
+            lines = exchange(settings, db, peer)
+    assert any("statistics wait for a van" in line for line in lines), lines
+    assert not (tmp_path / "neighbour" / "outbox").exists() or not list((tmp_path / "neighbour" / "outbox").glob("*/*"))
