@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 HUB_JOBS = (N_("register"), N_("clock"), N_("releases"), N_("stats"))
 AGENT_JOBS = (*HUB_JOBS, N_("peers"))
 DISCOVERY_WAIT_SECONDS = 8
+DISCOVERY_QUIET_SECONDS = 3.0  # mDNS answers to one query come within a second or two of each other
 STATE_KEYS = ("sync_last_attempt", "sync_last_success", "sync_last_error", "sync_failures", "sync_next_try")
 HUB_PUBLIC_KEY = "hub.pub"
 
@@ -61,6 +62,24 @@ class HubRefused(SourceError):
         super().__init__(N_("the hub answered %(code)d to %(path)s: %(detail)s"), code=code, path=path, detail=detail)
         self.code = code
         self.final = code in (400, 403)
+
+
+def listen_for_peers(discovery, wait: float = DISCOVERY_WAIT_SECONDS, quiet: float = DISCOVERY_QUIET_SECONDS,
+                     clock=time.monotonic, sleep=time.sleep) -> list:
+    """The boxes heard once no new one has been heard for ``quiet`` seconds (or ``wait`` passed):
+    stopping a second after the first answer missed a van heard after a neighbour."""
+    deadline = clock() + wait
+    heard: list = []
+    last_new = clock()
+    while clock() < deadline:
+        now_heard = discovery.peers()
+        if {p.box_id or p.name for p in now_heard} - {p.box_id or p.name for p in heard}:
+            last_new = clock()
+        heard = now_heard
+        if heard and clock() - last_new >= quiet:
+            break
+        sleep(0.1)
+    return heard
 
 
 @dataclass
@@ -210,7 +229,7 @@ class SyncAgent:
         return out
 
     def known_peers(self) -> list:
-        from appliance.discovery import Discovery, parse_peer_addresses, wait_for
+        from appliance.discovery import Discovery, parse_peer_addresses
 
         found = parse_peer_addresses(self.settings.peers)
         if self.settings.discovery:
@@ -220,10 +239,7 @@ class SyncAgent:
                 discovery = Discovery(name=self.settings.box_name, port=0, box_id=self.box_key().public_b64,
                                       interfaces=self.settings.discovery_interfaces.split(","), announce=False).start()
             try:
-                if temporary:
-                    wait_for(lambda: bool(discovery.peers()), DISCOVERY_WAIT_SECONDS)
-                    time.sleep(1.0)  # let the other announcements arrive too
-                found += discovery.peers()
+                found += listen_for_peers(discovery) if temporary else discovery.peers()
             finally:
                 if temporary:
                     discovery.close()

@@ -209,3 +209,25 @@ def test_a_village_peer_is_not_handed_statistics_and_says_so(tmp_path, settings)
             lines = exchange(settings, db, peer)
     assert any("statistics wait for a van" in line for line in lines), lines
     assert not (tmp_path / "neighbour" / "outbox").exists() or not list((tmp_path / "neighbour" / "outbox").glob("*/*"))
+
+
+def test_once_mode_keeps_listening_while_boxes_are_still_being_heard():
+    """A neighbour answers first and a van 1.5 s later: both are met (the agent stopped listening a
+    second after the first answer)."""
+    from appliance.discovery import Peer
+    from content_sync.sync.agent import listen_for_peers
+
+    now = [0.0]
+    neighbour = Peer(name="Bản bên", addresses=("127.0.0.1",), port=1, box_id="a")
+    van = Peer(name="Xe", addresses=("127.0.0.1",), port=2, box_id="b", role="van")
+
+    class Heard:
+        def peers(self):
+            return [p for at, p in ((0.5, neighbour), (2.0, van)) if now[0] >= at]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    heard = listen_for_peers(Heard(), wait=8, quiet=3, clock=lambda: now[0], sleep=sleep)
+    assert [p.name for p in heard] == ["Bản bên", "Xe"]
+    assert now[0] < 5.5  # and it stops once nothing new comes
