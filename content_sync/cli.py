@@ -83,7 +83,9 @@ def bundle_group() -> None:
               help="Publisher secret key (from library keygen).")
 @click.option("--out", "tree", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Release tree to add the new version to.")
-def build(source: Path, channel: str, key_path: Path, tree: Path) -> None:
+@click.option("--hub-key", "hub_key_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The hub's public key (hub-ed25519.pub), for boxes set up without it.")
+def build(source: Path, channel: str, key_path: Path, tree: Path, hub_key_path: Path | None) -> None:
     """Make the next release of a channel from every EPUB under SOURCE, and sign it.
 
     Example: library bundle build ./vi-literature --channel vi-literature --key publisher.key --out /srv/releases
@@ -91,7 +93,8 @@ def build(source: Path, channel: str, key_path: Path, tree: Path) -> None:
     key = _secret_key(key_path)
     try:
         with click.progressbar(length=sum(1 for _ in source.rglob("*.epub")), label="Reading books") as bar:
-            report = bundles.build_release(source, channel, key, tree, progress=lambda _p: bar.update(1))
+            report = bundles.build_release(source, channel, key, tree, progress=lambda _p: bar.update(1),
+                                           hub_key=hub_key_path.read_text().strip() if hub_key_path else None)
     except (bundles.BundleError, minisign.SignatureError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"{channel} version {report.version}: {report.items} books ({report.added} new, {report.updated} "

@@ -23,6 +23,7 @@ BOX_KEY = "box-ed25519.key"
 BOX_PUBLIC_KEY = "box-ed25519.pub"
 ADMIN_SETUP_CODE = "admin-setup-code"
 WEB_SECRET = "web-secret"
+HUB_PUBLIC_KEY = "hub.pub"  # the hub's public key a box trusts (its signed time, its acknowledgements)
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read aloud or off a screen
 
 
@@ -61,6 +62,14 @@ def ensure_box_key(keys_dir: Path) -> tuple[str, bool]:
     """This box's Ed25519 key pair in ``keys_dir``, made once. Returns (public key base64, made now)."""
     key, made = ed25519_key_pair(keys_dir / BOX_KEY, keys_dir / BOX_PUBLIC_KEY)
     return public_b64(key), made
+
+
+def valid_public_key(text: str) -> bool:
+    """Whether ``text`` is an Ed25519 public key as the box keeps them: 32 bytes in base64."""
+    try:
+        return len(base64.b64decode(text.strip(), validate=True)) == 32
+    except (ValueError, TypeError):
+        return False
 
 
 def web_secret(keys_dir: Path) -> str:

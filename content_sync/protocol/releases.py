@@ -36,6 +36,7 @@ from appliance.books.epub import read_epub
 from appliance.messages import N_, SaidError
 from appliance.storage.atomic import atomic_write_bytes, atomic_write_text, fsync_dir
 from appliance.storage.blobs import is_sha256, sha256_file
+from appliance.storage.keys import valid_public_key
 from content_sync.protocol import minisign
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class Release:
     removed: tuple[str, ...]
     manifest_bytes: bytes
     signature_text: str
+    hub_key: str | None = None  # the hub's public key, named by the publisher for boxes that lack it
 
     @property
     def manifest_sha256(self) -> str:
@@ -165,8 +167,11 @@ def parse_release(manifest_bytes: bytes, signature_text: str, keys: list[minisig
     for item_id in removed:
         check_item_id(item_id, where)
     previous = manifest.get("previous")
+    hub_key = manifest.get("hub_key")
+    if hub_key is not None and not (isinstance(hub_key, str) and valid_public_key(hub_key)):
+        raise ManifestInvalid(N_("%(where)s: 'hub_key' is not an Ed25519 public key"), where=where)
     return Release(channel, got_version, previous if isinstance(previous, int) else None, tuple(items),
-                   tuple(removed), manifest_bytes, signature_text)
+                   tuple(removed), manifest_bytes, signature_text, hub_key)
 
 
 def check_item_id(item_id: object, where: str) -> str:
@@ -231,8 +236,9 @@ def tree_versions(tree: Path, channel: str) -> list[int]:
 
 
 def build_release(source: Path, channel: str, key: minisign.SecretKey, tree: Path,
-                  progress=None) -> BuildReport:
-    """Read every EPUB under ``source``, store new blobs in ``tree``, write and sign the next version."""
+                  progress=None, hub_key: str | None = None) -> BuildReport:
+    """Read every EPUB under ``source``, store new blobs in ``tree``, write and sign the next version.
+    ``hub_key``: the hub's public key (base64), for boxes that were set up without it."""
     check_channel_name(channel)
     files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() == ".epub")
     versions = tree_versions(tree, channel)
@@ -270,6 +276,10 @@ def build_release(source: Path, channel: str, key: minisign.SecretKey, tree: Pat
     manifest = {"format": FORMAT, "channel": channel, "version": version,
                 "previous": previous.version if previous else None,
                 "items": [items[k] for k in sorted(items)], "removed": removed}
+    if hub_key:
+        if not valid_public_key(hub_key):
+            raise ManifestInvalid(N_("%(key)r is not the hub's Ed25519 public key"), key=hub_key[:60])
+        manifest["hub_key"] = hub_key.strip()
     data = canonical(manifest)
     folder = tree / "channels" / channel / str(version)
     folder.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from appliance import messages
 from appliance.messages import N_, Message
 from appliance.settings import Settings
 from appliance.storage import db as dbmod
+from appliance.storage.keys import HUB_PUBLIC_KEY
 from content_sync.protocol import batches as statsbatch
 from content_sync.sync import apply
 from content_sync.sync.registration import box_registration
@@ -52,7 +53,6 @@ AGENT_JOBS = (*HUB_JOBS, N_("peers"))
 DISCOVERY_WAIT_SECONDS = 8
 DISCOVERY_QUIET_SECONDS = 3.0  # mDNS answers to one query come within a second or two of each other
 STATE_KEYS = ("sync_last_attempt", "sync_last_success", "sync_last_error", "sync_failures", "sync_next_try")
-HUB_PUBLIC_KEY = "hub.pub"
 
 
 class HubRefused(SourceError):

@@ -32,6 +32,7 @@ from appliance.storage import catalog
 from appliance.storage.atomic import NotEnoughDisk, atomic_write_bytes, atomic_write_text, free_bytes
 from appliance.storage.blobs import BlobStore, sha256_file
 from appliance.storage.db import next_seq
+from appliance.storage.keys import HUB_PUBLIC_KEY
 from appliance.storage.locks import FileLock
 from content_sync.protocol import minisign
 from content_sync.protocol import releases as bundles
@@ -181,6 +182,7 @@ def _apply_release(settings: Settings, db: sqlite_utils.Database, source: Releas
         blobs.adopt(path, sha)
     _keep_release_files(settings, release)
     _install(db, blobs, release, result)
+    _keep_hub_key(settings, release)
     logger.info("installed %s version %d (was %s): %d added, %d updated, %d removed",
                 channel, release.version, installed, result.added, result.updated, result.removed)
     if gc:
@@ -304,6 +306,22 @@ def _apply_metadata(db, book_id: int, meta: dict) -> bool:
     catalog.update_book(db, book_id, authors=changed.pop("authors", None), subjects=changed.pop("subjects", None),
                         **changed)
     return True
+
+
+def _keep_hub_key(settings: Settings, release: bundles.Release) -> None:
+    """The hub's key a release names (signed by the publisher, whom this box trusts): a box set up
+    without it gets it this way, and takes the hub's signed time and acknowledgements from then on."""
+    if not release.hub_key:
+        return
+    path = settings.keys_dir / HUB_PUBLIC_KEY
+    try:
+        if path.read_text().strip() == release.hub_key:
+            return
+    except FileNotFoundError:
+        pass
+    settings.keys_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, release.hub_key + "\n")
+    logger.info("the hub's key, named by %s version %d, is now %s", release.channel, release.version, path)
 
 
 def _drop_if_orphan(db, book_id: int) -> None:

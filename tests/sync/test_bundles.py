@@ -1,6 +1,7 @@
 """Signed channel releases: built centrally, refused when anything is wrong, applied in one transaction."""
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import shutil
@@ -341,3 +342,20 @@ def test_cli_build_verify_list_subscribe_sync(runner, tmp_path, source_books, se
     assert bad.exit_code != 0
     assert "signature check failed" in bad.output and "channels/vi-literature/2/manifest.json" in bad.output
     assert "version 1\t3 books" in runner.invoke(["channels"]).output
+
+
+def test_a_release_can_give_boxes_the_hubs_key(box, source_books, publisher, tmp_path, admin_client):
+    """A box set up without keys/hub.pub cannot check the hub's acknowledgements and hands its
+    batches to every van forever. The system page says so; a release signed by the publisher can
+    name the hub's key, and a box that installs it keeps it."""
+    settings, db = box
+    hub_key = base64.b64encode(bytes(range(32))).decode("ascii")
+    page = admin_client.get("/admin/system").get_data(as_text=True)
+    assert "key is missing" in page
+    tree = tmp_path / "tree-with-key"
+    bundles.build_release(source_books, CHANNEL, publisher[0], tree, hub_key=hub_key)
+    apply.apply_release(settings, db, FolderSource(tree), CHANNEL)
+    assert (settings.keys_dir / "hub.pub").read_text().strip() == hub_key
+    assert "key is missing" not in admin_client.get("/admin/system").get_data(as_text=True)
+    with pytest.raises(bundles.ManifestInvalid):
+        bundles.build_release(source_books, CHANNEL, publisher[0], tmp_path / "other", hub_key="not a key")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import flash, redirect, url_for
 from flask_babel import gettext as _
 
+from appliance.storage.keys import HUB_PUBLIC_KEY
 from appliance.web.context import library_state, services
 from appliance.web.i18n import format_count, in_page_language
 from appliance.web.views.admin.access import bp
@@ -18,7 +19,8 @@ def sync_status() -> list[str]:
         parts = moment_parts(value)
         return _("%(when)s (%(job)s)", when=parts[0], job=_(parts[1])) if parts else _("never")
 
-    state = SyncAgent(library_state().settings).status()
+    settings = library_state().settings
+    state = SyncAgent(settings).status()
     error = last_error(state)
     error_text = in_page_language(error) if error else _("none")
     return [
@@ -28,6 +30,10 @@ def sync_status() -> list[str]:
         _("last error: %(error)s", error=error_text),
         _("bytes used today: %(n)s", n=format_count(int(state.get("bytes_today") or 0))),
         _("statistics batches waiting: %(n)s", n=state.get("pending_batches", 0)),
+        *([] if (settings.keys_dir / HUB_PUBLIC_KEY).exists() else [_(
+            "The hub's key is missing: this box cannot check the hub's signed time, nor learn which "
+            "statistics reached the hub, so it hands them to every van again. It comes with the next "
+            "release that names it, or copy the hub's hub-ed25519.pub to keys/hub.pub.")]),
     ]
 
 
