@@ -161,7 +161,7 @@ _BOOK_SQL = """
 SELECT b.*,
   (SELECT json_group_array(json_array(ba.position, a.id, a.name))
      FROM book_authors ba JOIN authors a ON a.id = ba.author_id WHERE ba.book_id = b.id) AS _authors,
-  (SELECT json_group_array(s.name)
+  (SELECT json_group_array(json_array(s.name, s.id))
      FROM book_subjects bs JOIN subjects s ON s.id = bs.subject_id WHERE bs.book_id = b.id) AS _subjects,
   (SELECT json_group_array(json_array(c.position, c.href, c.title, c.html_bytes, c.text_chars))
      FROM chapters c WHERE c.book_id = b.id) AS _chapters
@@ -181,7 +181,9 @@ def get_book(db: sqlite_utils.Database, book_id: int, *, include_hidden: bool = 
     authors = sorted(json.loads(book.pop("_authors")))
     book["authors"] = [name for _, _, name in authors]
     book["author_ids"] = [author_id for _, author_id, _ in authors]
-    book["subjects"] = sorted(json.loads(book.pop("_subjects")))
+    subjects = sorted(json.loads(book.pop("_subjects")))
+    book["subjects"] = [name for name, _ in subjects]
+    book["subject_ids"] = [subject_id for _, subject_id in subjects]
     book["chapters"] = [dict(zip(_CHAPTER_KEYS, c, strict=True)) for c in sorted(json.loads(book.pop("_chapters")))]
     book["warnings"] = [messages.load(w) for w in json.loads(book["warnings"] or "[]")]
     return book

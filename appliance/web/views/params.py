@@ -1,7 +1,8 @@
-"""Reading query parameters strictly: anything odd is a 400, never a 500."""
+"""Reading query parameters strictly: anything odd is a 400 that says why in the page's language, never a 500."""
 from __future__ import annotations
 
 from flask import request
+from flask_babel import gettext as _
 from werkzeug.exceptions import BadRequest
 
 from appliance.web.context import library_state
@@ -14,10 +15,10 @@ def int_arg(name: str, default: int, *, minimum: int = 1, maximum: int = MAX_PAG
     if raw is None or raw == "":
         return default
     if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
-        raise BadRequest(f"{name} must be a whole number")
+        raise BadRequest(_("%(name)s must be a whole number", name=name))
     value = int(raw)
     if not minimum <= value <= maximum:
-        raise BadRequest(f"{name} must be between {minimum} and {maximum}")
+        raise BadRequest(_("%(name)s must be between %(low)d and %(high)d", name=name, low=minimum, high=maximum))
     return value
 
 
@@ -25,9 +26,9 @@ def text_arg(name: str, *, max_chars: int | None = None) -> str:
     raw = request.args.get(name, "")
     limit = max_chars or library_state().settings.max_query_chars
     if len(raw) > limit:
-        raise BadRequest(f"{name} is too long (at most {limit} characters)")
+        raise BadRequest(_("The text is too long (at most %(limit)d characters).", limit=limit))
     if any(ord(c) < 32 and c not in "\t\n\r" for c in raw) or any(0xD800 <= ord(c) <= 0xDFFF for c in raw):
-        raise BadRequest(f"{name} contains control characters")
+        raise BadRequest(_("The text holds characters that cannot be typed."))
     return raw.strip()
 
 
@@ -36,7 +37,7 @@ def language_arg(name: str = "lang") -> str | None:
     if not raw:
         return None
     if len(raw) > 20 or not all(c.isascii() and (c.isalnum() or c == "-") for c in raw):
-        raise BadRequest(f"{name} must be a language tag such as vi or en")
+        raise BadRequest(_("%(name)s must be a language code such as vi or en", name=name))
     return raw.lower()
 
 
