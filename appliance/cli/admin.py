@@ -16,11 +16,9 @@ def announce_setup_code(settings: Settings) -> str | None:
     """At server start: while no librarian account exists, make the setup code active and show it."""
     with cli_catalog(settings) as db:
         code = auth.prepare_setup_code(settings, db)
-    if code:
-        message = (f"No librarian account yet. Open /admin/setup on this library and type the setup code "
-                   f"{code} (or run: library admin create NAME).")
-        logger.warning("%s", message)
-        click.echo(message, err=True)
+    if code:  # said once, on the console (the box's journal keeps it)
+        click.echo(f"No librarian account yet. Open /admin/setup on this library and type the setup code "
+                   f"{code} (or run: library admin create NAME).", err=True)
     return code
 
 

@@ -33,6 +33,10 @@ class IndexFolder:
             return None
         return name
 
+    def has_generation(self) -> bool:
+        """Whether an index was ever made here (a new data folder has none)."""
+        return self._current_gen() is not None
+
     def _pointer_key(self) -> tuple[int, int] | None:
         try:
             st = os.stat(self.folder / POINTER)

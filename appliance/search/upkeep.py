@@ -98,7 +98,10 @@ def catch_up(db: sqlite_utils.Database, index: SearchIndex, rebuild_with: Callab
     if not pending:
         return 0
     if not index.is_usable():
-        logger.warning("search index unusable; rebuilding it from the catalog")
+        if not index.has_generation():  # a new data folder: nothing is wrong
+            logger.info("making the search index from the catalog")
+        else:
+            logger.warning("search index unusable; rebuilding it from the catalog")
         (rebuild_with or rebuild)(db, index)
         return len(pending)
     with index.rebuild_held_off(wait=True):

@@ -1,6 +1,9 @@
 """The ``library`` command as a librarian uses it."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -382,3 +385,22 @@ def test_import_prints_each_warning_when_asked(runner, make_epub, tmp_path):
     said = runner.invoke(["import", "--warnings", str(other)])
     assert f"  {other}: dc:language is 'x-klingon-unknown', which is not a language tag" in said.output
 
+
+
+def test_a_first_start_reads_calm_and_says_the_setup_code_once(settings, make_epub, tmp_path, caplog, capsys):
+    """A new data folder is not a damaged one: the first import makes the index without a warning,
+    and the setup code is said once, not as a warning and as text."""
+    import logging
+
+    from appliance.cli.admin import announce_setup_code
+
+    book = make_epub(title="Sách đầu tiên")
+    env = dict(os.environ, LIBRARY_HOME=str(settings.home))
+    done = subprocess.run([sys.executable, "-m", "appliance.cli.main", "import", str(book)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "WARNING" not in done.stderr and "unusable" not in done.stderr, done.stderr
+    with caplog.at_level(logging.INFO):
+        code = announce_setup_code(settings)
+    said = capsys.readouterr().err + "\n".join(r.getMessage() for r in caplog.records)
+    assert code and said.count(code) == 1
