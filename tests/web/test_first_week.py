@@ -34,3 +34,23 @@ def test_a_refused_search_says_why_in_the_pages_language(client):
         body = page.get_data(as_text=True)
         assert not re.search(r"too long|must be|whole number|between", body), (path, body)
         assert "quá dài" in body or "số nguyên" in body or "phải từ" in body
+
+
+def test_a_wish_is_marked_answered_once_its_book_arrives(admin_client, settings, make_epub):
+    """The wish list keeps what readers looked for in vain; when a book that answers it arrives, the
+    librarian sees it answered (and where), listed after the wishes still open."""
+    import time
+
+    from appliance.stats import counts as stats
+    from appliance.storage.db import catalog_session
+
+    with catalog_session(settings.db_path) as db:
+        stats.write_events(db, [stats.Event("search", 0, "chuyen ma", 0, time.monotonic())] * 4
+                           + [stats.Event("search", 0, "nuoi ong", 0, time.monotonic())] * 2)
+    page = admin_client.get("/admin/stats").get_data(as_text=True)
+    assert "chuyen ma" in page and "answered" not in page
+    import_files(settings, [make_epub(title="Chuyện ma làng Vũ Đại")])
+    page = admin_client.get("/admin/stats").get_data(as_text=True)
+    wishes = re.findall(r"<li>(chuyen ma|nuoi ong) \(\d+\)(.*?)</li>", page)
+    assert [term for term, _rest in wishes] == ["nuoi ong", "chuyen ma"]
+    assert "answered: 1 book found now" in wishes[1][1] and "/search?q=chuyen+ma" in wishes[1][1]

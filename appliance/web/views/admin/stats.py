@@ -1,17 +1,21 @@
 """Librarian pages about use (counts only) and the box's clock."""
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from appliance.search.finder import find_books
 from appliance.stats import counts as stats
 from appliance.stats.clock import DEFAULT_CLOCK, EARLIEST_PLAUSIBLE
 from appliance.stats.counts import apply_trusted_time
 from appliance.web.charts import bar_chart
 from appliance.web.context import get_db, library_state
 from appliance.web.views.admin.access import bp
+
+logger = logging.getLogger(__name__)
 
 
 @bp.app_template_global("clock_text")
@@ -33,8 +37,22 @@ def usage():
         hours_chart=bar_chart([(str(h), n) for h, n in enumerate(hours)], title=_("Activity by hour of day"),
                               label_every=3),
         per_day=per_day, top_books=stats.most_read(db, 30, 10), languages=stats.top_languages(db, 30),
-        unfound=stats.unfound_searches(db, 30), clock=DEFAULT_CLOCK.status(db), clock_source=clock_source_text,
+        unfound=wish_list(db), clock=DEFAULT_CLOCK.status(db), clock_source=clock_source_text,
     )
+
+
+def wish_list(db, limit: int = 30) -> list[dict]:
+    """The searches that found nothing, each asked again: those that find books now (a release or
+    an upload brought them) are marked answered and listed last."""
+    index = library_state().index
+    wishes = stats.unfound_searches(db, limit)
+    for wish in wishes:
+        try:
+            wish["found_now"] = find_books(db, index, wish["term"], pagelen=1).total
+        except Exception:  # a term the index cannot take: it stays a wish
+            logger.exception("could not ask the wish %r again", wish["term"])
+            wish["found_now"] = 0
+    return sorted(wishes, key=lambda w: w["found_now"] > 0)
 
 
 def clock_source_text(source: str | None) -> str:
