@@ -9,11 +9,16 @@ writes it again (after a Babel upgrade), and a test checks it against Babel.
 from __future__ import annotations
 
 import json
+import unicodedata
 from functools import lru_cache
 
 from ui import UI_DIR
 
 TABLE = UI_DIR / "language-names.json"
+# Languages' names in the interface's languages (``{"fr": {"vietnamien": "vi", ...}}``, lowercased),
+# for a librarian who types a name rather than a code; read only by the edit form.
+NAMES_IN_UI = UI_DIR / "language-names-ui.json"
+UI_LANGUAGES = ("vi", "en", "fr", "ar")
 
 
 @lru_cache(maxsize=1)
@@ -26,6 +31,33 @@ def language_name(code: str | None) -> str:
     if not code:
         return "?"
     return _names().get(str(code).replace("-", "_"), code)
+
+
+@lru_cache(maxsize=1)
+def _codes_by_name() -> dict[str, str]:
+    by_name: dict[str, str] = {}
+    for names in json.loads(NAMES_IN_UI.read_text(encoding="utf-8")).values():
+        by_name.update(names)
+    for code, own in _names().items():  # each language's own name ("Tiếng Việt", "Français")
+        if "_" not in code:
+            by_name.setdefault(_key(own), code)
+    return by_name
+
+
+def _key(name: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", name).casefold().split())
+
+
+def language_code(typed: str) -> str | None:
+    """The code of the language ``typed`` names: a code of a known language (``vi``, ``en-GB``), or a
+    language's name in its own tongue or in the interface's languages ("Tiếng Việt", "vietnamien",
+    "Vietnamese"); None when it names no language ("xx")."""
+    text = typed.strip()
+    tag = text.lower().replace("_", "-")
+    primary = tag.split("-")[0]
+    if primary.isascii() and primary.isalpha() and 2 <= len(primary) <= 3 and primary in _names():
+        return tag
+    return _codes_by_name().get(_key(text))
 
 
 def name_from_babel(identifier: str) -> str | None:
@@ -49,6 +81,20 @@ def main() -> None:
     text = json.dumps(names, ensure_ascii=False, indent=0, sort_keys=True)
     TABLE.write_text(text + "\n", encoding="utf-8")
     print(f"{len(names)} names written to {TABLE}")
+    NAMES_IN_UI.write_text(json.dumps(names_in_ui_from_babel(), ensure_ascii=False, indent=0, sort_keys=True) + "\n",
+                           encoding="utf-8")
+    print(f"names in {', '.join(UI_LANGUAGES)} written to {NAMES_IN_UI}")
+
+
+def names_in_ui_from_babel() -> dict[str, dict[str, str]]:
+    from babel import Locale
+
+    table = {}
+    for ui in UI_LANGUAGES:
+        names = Locale.parse(ui).languages  # code -> name, in that language
+        table[ui] = {_key(name): code for code, name in sorted(names.items())
+                     if "_" not in code and 2 <= len(code) <= 3 and code in _names()}
+    return table
 
 
 if __name__ == "__main__":

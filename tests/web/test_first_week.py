@@ -54,3 +54,19 @@ def test_a_wish_is_marked_answered_once_its_book_arrives(admin_client, settings,
     wishes = re.findall(r"<li>(chuyen ma|nuoi ong) \(\d+\)(.*?)</li>", page)
     assert [term for term, _rest in wishes] == ["nuoi ong", "chuyen ma"]
     assert "answered: 1 book found now" in wishes[1][1] and "/search?q=chuyen+ma" in wishes[1][1]
+
+
+def test_the_language_field_takes_a_name_and_refuses_what_is_no_language(admin_client, settings, make_epub):
+    from appliance.storage import catalog
+    from appliance.storage.db import catalog_session
+
+    import_files(settings, [make_epub(title="Sách thử", language="en")])
+    admin_client.set_cookie("lang", "vi")
+    for typed, stored in (("Tiếng Việt", "vi"), ("vietnamien", "vi"), ("French", "fr"), ("ar", "ar")):
+        saved = post_form(admin_client, "/admin/books/1", {"title": "Sách thử", "language": typed})
+        assert saved.status_code == 303, (typed, saved.get_data(as_text=True)[-500:])
+        with catalog_session(settings.db_path) as db:
+            assert catalog.get_book(db, 1)["language"] == stored, typed
+    refused = post_form(admin_client, "/admin/books/1", {"title": "Sách thử", "language": "xx"})
+    assert refused.status_code == 400
+    assert "không phải là một ngôn ngữ" in refused.get_data(as_text=True)

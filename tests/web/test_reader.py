@@ -276,3 +276,12 @@ def test_language_names_table_matches_babel():
     assert table == expected
     assert language_name("vi") == "Tiếng Việt" and language_name("fr-CA") == "Français (Canada)"
     assert language_name("ar") == "العربية" and language_name("xx-bogus") == "xx-bogus" and language_name("") == "?"
+
+
+def test_language_names_in_the_interfaces_languages_match_babel():
+    """ui/language-names-ui.json (names of languages in vi, en, fr, ar) is what CLDR says."""
+    import json
+
+    from appliance.langnames import NAMES_IN_UI, names_in_ui_from_babel
+
+    assert json.loads(NAMES_IN_UI.read_text(encoding="utf-8")) == names_in_ui_from_babel()

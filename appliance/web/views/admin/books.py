@@ -9,6 +9,7 @@ from flask import abort, flash, redirect, render_template, request, send_file, u
 from flask_babel import gettext as _
 
 from appliance.books import quarantine
+from appliance.langnames import language_code
 from appliance.storage import catalog
 from appliance.textfold import fold
 from appliance.web.context import get_db, library_state
@@ -160,9 +161,14 @@ def read_book_form(form) -> dict:
     title = _one_line("title", form.get("title", ""))
     if not title:
         raise FormInvalid(_("A book needs a title."))
-    language = form.get("language", "").strip().lower().replace("_", "-")
-    if language and (len(language) > 20 or not LANGUAGE_TAG.match(language)):
-        raise FormInvalid(_("The language must be a language code such as vi, en, fr or ar."))
+    typed = form.get("language", "").strip()
+    language = ""
+    if typed:
+        code = language_code(typed) if len(typed) <= 60 else None
+        if code is None or len(code) > 20 or not LANGUAGE_TAG.match(code):
+            raise FormInvalid(_("“%(typed)s” is not a language: type a code such as vi, or a name such as "
+                                "Tiếng Việt.", typed=typed[:60]))
+        language = code
     description = "\n".join(" ".join(line.split()) for line in form.get("description", "").splitlines()).strip()
     if len(description) > LIMITS["description"]:
         raise FormInvalid(_too_long("description"))
