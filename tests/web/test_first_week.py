@@ -70,3 +70,18 @@ def test_the_language_field_takes_a_name_and_refuses_what_is_no_language(admin_c
     refused = post_form(admin_client, "/admin/books/1", {"title": "Sách thử", "language": "xx"})
     assert refused.status_code == 400
     assert "không phải là một ngôn ngữ" in refused.get_data(as_text=True)
+
+
+def test_until_the_clock_is_set_the_usage_page_says_why_the_days_are_empty(admin_client, settings, make_epub):
+    import time
+
+    from appliance.stats import counts as stats
+    from appliance.storage.db import catalog_session
+
+    import_files(settings, [make_epub(title="Truyện cổ tích")])
+    with catalog_session(settings.db_path) as db:
+        stats.write_events(db, [stats.Event("view", 1, "", -1, time.monotonic())] * 21)
+    page = admin_client.get("/admin/stats").get_data(as_text=True)
+    notice = page.index('id="clock-notice"')
+    assert notice < page.index("Books opened per day")
+    assert "Not dated yet" in page and "Nothing yet" not in page.split("Most read")[0]
