@@ -60,6 +60,15 @@ def _xhtml(title: str, body: str, language: str) -> str:
     )
 
 
+# Fixed times in the zip: the same book written twice is the same file, with the same checksum (a
+# demo run again found its books already there instead of adding them a second time).
+ZIP_TIME = (2020, 1, 1, 0, 0, 0)
+
+
+def _entry(name: str) -> zipfile.ZipInfo:
+    return zipfile.ZipInfo(name, date_time=ZIP_TIME)
+
+
 def write_epub(
     path: Path,
     book: DemoBook,
@@ -161,18 +170,18 @@ def write_epub(
     )
     tmp = path.with_name(path.name + ".tmp")
     with zipfile.ZipFile(tmp, "w") as z:
-        z.writestr(zipfile.ZipInfo("mimetype"), "application/epub+zip", compress_type=zipfile.ZIP_STORED)
-        z.writestr("META-INF/container.xml", container, compress_type=zipfile.ZIP_DEFLATED)
-        z.writestr("OEBPS/content.opf", opf, compress_type=zipfile.ZIP_DEFLATED)
-        z.writestr("OEBPS/nav.xhtml", nav, compress_type=zipfile.ZIP_DEFLATED)
-        z.writestr("OEBPS/toc.ncx", ncx, compress_type=zipfile.ZIP_DEFLATED)
-        z.writestr("OEBPS/style.css", "body { line-height: 1.5; }\n", compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr(_entry("mimetype"), "application/epub+zip", compress_type=zipfile.ZIP_STORED)
+        z.writestr(_entry("META-INF/container.xml"), container, compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr(_entry("OEBPS/content.opf"), opf, compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr(_entry("OEBPS/nav.xhtml"), nav, compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr(_entry("OEBPS/toc.ncx"), ncx, compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr(_entry("OEBPS/style.css"), "body { line-height: 1.5; }\n", compress_type=zipfile.ZIP_DEFLATED)
         for name, title, body in chapters:
-            z.writestr(f"OEBPS/text/{name}", _xhtml(title, body, book.language), compress_type=zipfile.ZIP_DEFLATED)
+            z.writestr(_entry(f"OEBPS/text/{name}"), _xhtml(title, body, book.language), compress_type=zipfile.ZIP_DEFLATED)
         if cover_png:
-            z.writestr("OEBPS/images/cover.png", cover_png)
+            z.writestr(_entry("OEBPS/images/cover.png"), cover_png)
         for name, data in (images or {}).items():
-            z.writestr(f"OEBPS/images/{name}", data)
+            z.writestr(_entry(f"OEBPS/images/{name}"), data)
     tmp.replace(path)
     return path
 

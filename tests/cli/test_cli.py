@@ -404,3 +404,16 @@ def test_a_first_start_reads_calm_and_says_the_setup_code_once(settings, make_ep
         code = announce_setup_code(settings)
     said = capsys.readouterr().err + "\n".join(r.getMessage() for r in caplog.records)
     assert code and said.count(code) == 1
+
+
+def test_running_the_demo_again_keeps_what_it_has(runner, settings):
+    import time
+
+    first = runner.invoke(["demo", "--no-serve"])
+    assert first.exit_code == 0, first.output
+    time.sleep(2.1)  # zip times have a 2-second step: the books are written anew at another time
+    again = runner.invoke(["demo", "--no-serve"])
+    assert again.exit_code == 0, again.output
+    assert "0 new, 5 already there" in again.output
+    with dbmod.catalog_session(settings.db_path) as db:
+        assert db.execute("SELECT count(*) FROM books").fetchone()[0] == 5
