@@ -93,3 +93,37 @@ def test_the_codes_on_the_pages_read_as_what_they_say(live_server, library, sett
         assert _read_code(page, address, tmp_path / "address.png") == f"http://{settings.local_domain}/"
         page.goto(live_server.url + "/books/1")
         page.screenshot(path="/tmp/book-qr.png", full_page=True)
+
+
+CONTRAST = """() => {
+  const lum = (rgb) => {
+    const [r, g, b] = rgb.match(/[\\d.]+/g).slice(0, 3).map(Number).map(v => {
+      v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const ground = (el) => {
+    for (; el; el = el.parentElement) {
+      const bg = getComputedStyle(el).backgroundColor;
+      if (bg && !bg.startsWith('rgba(0, 0, 0, 0)') && bg !== 'transparent') return bg;
+    }
+    return 'rgb(255, 255, 255)';
+  };
+  return [...document.querySelectorAll('a, button, .button')].filter(e => e.offsetParent && e.innerText.trim())
+    .map(e => {
+      const [a, b] = [lum(getComputedStyle(e).color), lum(ground(e))];
+      return [e.innerText.trim().slice(0, 30), (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+    });
+}"""
+
+
+def test_dark_pages_keep_their_text_readable(live_server, library):
+    """WCAG AA asks 4.5:1 for text: the light accent of dark pages once stood on white buttons and
+    behind white button text at 1.76:1."""
+    with phone_page(java_script_enabled=False) as page:
+        page.goto(live_server.url + "/books/1/read/0")
+        follow(page, "text=Dark")
+        for path in ("/", "/books/1", "/books/1/read/0", "/search?q=truyen"):
+            page.goto(live_server.url + path)
+            low = [(text, round(ratio, 2)) for text, ratio in page.evaluate(CONTRAST) if ratio < 4.5]
+            assert low == [], (path, low)
+        page.screenshot(path="/tmp/dark-search.png")
