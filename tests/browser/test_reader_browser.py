@@ -127,3 +127,24 @@ def test_dark_pages_keep_their_text_readable(live_server, library):
             low = [(text, round(ratio, 2)) for text, ratio in page.evaluate(CONTRAST) if ratio < 4.5]
             assert low == [], (path, low)
         page.screenshot(path="/tmp/dark-search.png")
+
+
+def test_right_to_left_pages_point_their_arrows_forward_and_keep_addresses_whole(live_server, library):
+    """In Arabic "next" points left; an address or a network name stays one left-to-right run; the
+    language choice is at the top of the first screen, each language in its own name."""
+    with phone_page(java_script_enabled=False) as page:
+        page.context.add_cookies([{"name": "lang", "value": "ar", "url": live_server.url}])
+        page.goto(live_server.url + "/books/1/read/0")
+        assert page.get_attribute("html", "dir") == "rtl"
+        nxt = page.locator("a[rel=next] .arrow")
+        assert page.evaluate("e => getComputedStyle(e).transform", nxt.element_handle()).startswith("matrix(-1")
+        page.screenshot(path="/tmp/reader-ar.png")
+        page.goto(live_server.url + "/poster")
+        address = page.locator(".steps bdi").nth(-1)
+        assert address.get_attribute("dir") == "ltr" and address.inner_text().startswith("http")
+        page.screenshot(path="/tmp/poster-ar.png")
+        page.goto(live_server.url + "/")
+        names = page.locator("header .langs a")
+        assert names.all_inner_texts() == ["Tiếng Việt", "English", "Français", "العربية"]
+        assert all(box["y"] + box["height"] < 120 for box in (names.nth(i).bounding_box() for i in range(4)))
+        page.screenshot(path="/tmp/home-ar.png")

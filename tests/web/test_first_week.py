@@ -22,7 +22,7 @@ def test_the_welcome_text_keeps_its_paragraphs(admin_client):
     assert saved.status_code == 303
     home = admin_client.get("/").get_data(as_text=True)
     welcome = re.search(r'<section class="welcome">(.*?)</section>', home, re.S).group(1)
-    assert re.findall(r"<p>(.*?)</p>", welcome, re.S) == [
+    assert re.findall(r"<p dir=\"auto\">(.*?)</p>", welcome, re.S) == [
         "Chào mừng bà con đến thư viện.", "Thư viện mở cửa từ 7 giờ sáng.\nMượn sách miễn phí."]
 
 
