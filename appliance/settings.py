@@ -41,7 +41,7 @@ class Settings:
     max_query_chars: int = _setting(200, "Longest search query accepted; longer ones get a 400 answer.")
     disk_reserve_mb: int = _setting(500, "Free disk space (MB) always kept in reserve; imports and bundles that would eat into it are refused.")
     max_chapter_kb: int = _setting(256, "Largest piece of a chapter (KB of HTML) shown on one reader page; longer chapters are split.")
-    offline_html_max_mb: int = _setting(20, "Largest self-contained offline HTML file of a book (MB); images are dropped beyond it.")
+    offline_html_max_mb: int = _setting(20, "Largest self-contained offline HTML file of a book (MB); to stay within it, pictures are left out, then the last chapters.")
     upload_max_mb: int = _setting(200, "Largest EPUB a librarian may upload from the browser (MB).")
     workers: int = _setting(1, "Processes answering requests, each with LIBRARY_THREADS threads: more use more cores, and each beyond the first takes 70-115 MB of memory; 0: one per core, at most 4.")
     threads: int = _setting(8, "Worker threads of the web server (more make searches take turns at the interpreter lock; fewer let a few slow searches hold up every page).")

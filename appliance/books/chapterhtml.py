@@ -5,10 +5,13 @@ it through nh3 with a short list of tags and attributes: no script, no event han
 frame, no remote picture or style sheet, and only a few harmless CSS properties in ``style``.
 Pictures are rewritten to the box's own addresses (``/books/<id>/file/<path in the EPUB>``), links to
 other chapters to the reader's pages, and ids get a prefix so a book cannot clobber the page's own.
+A chapter nested deeper than ``MAX_NESTING`` elements (nh3's time grows with the square of the depth:
+7 s for 60,000 nested divs) is shown as its plain text instead, in paragraphs.
 ``split_pages`` cuts a long chapter between its top-level blocks.
 """
 from __future__ import annotations
 
+import html
 import posixpath
 import re
 from collections.abc import Callable
@@ -18,7 +21,7 @@ import nh3
 from lxml import etree
 from lxml import html as lxml_html
 
-from appliance.books.htmltext import decode_markup
+from appliance.books.htmltext import MAX_NESTING, decode_markup, html_to_text, nesting_depth
 
 ID_PREFIX = "b-"
 RTL_LANGUAGES = frozenset({"ar", "he", "fa", "ur", "yi", "ps", "sd", "ug", "dv"})
@@ -50,7 +53,8 @@ STYLE_PROPERTIES = {
 }
 REMOVE_WITH_CONTENT = {"script", "style", "noscript", "template", "iframe", "object", "embed", "svg", "math",
                        "head", "title", "audio", "video", "canvas", "form", "button", "select", "textarea"}
-_BODY = re.compile(r"<body\b[^>]*>(.*)</body\s*>", re.S | re.I)
+_BODY_START = re.compile(r"<body\b[^<>]*>", re.I)
+_BODY_END = re.compile(r"</body\s*>", re.I)
 _VERTICAL = re.compile(rb"vertical-rl|vertical-lr")
 _STYLESHEET = re.compile(rb"<link\b[^>]*href\s*=\s*[\"']([^\"']+\.css)[\"']", re.I)
 
@@ -58,8 +62,11 @@ _STYLESHEET = re.compile(rb"<link\b[^>]*href\s*=\s*[\"']([^\"']+\.css)[\"']", re
 def chapter_body(raw: bytes) -> str:
     """The inner HTML of a chapter document's body (the whole text when it has no body element)."""
     text, _xml = decode_markup(raw)
-    found = _BODY.search(text)
-    return found.group(1) if found else text
+    start = _BODY_START.search(text)
+    if start is None:
+        return text
+    end = max((found.start() for found in _BODY_END.finditer(text, start.end())), default=None)  # the last one
+    return text[start.end():end] if end is not None else text
 
 
 def stylesheets(raw: bytes) -> list[str]:
@@ -88,6 +95,8 @@ def resolve(base_href: str, link: str) -> tuple[str, str] | None:
 def clean_chapter(body_html: str, *, base_href: str, picture_url: Callable[[str], str | None],
                   chapter_url: Callable[[str], str | None], allow_data_images: bool = False) -> str:
     """Sanitize a chapter body; ``picture_url`` and ``chapter_url`` map EPUB paths to box addresses."""
+    if nesting_depth(body_html) > MAX_NESTING:
+        return flattened(body_html)
 
     def attribute_filter(tag: str, attribute: str, value: str) -> str | None:
         if attribute == "src" and tag == "img":
@@ -123,6 +132,11 @@ def clean_chapter(body_html: str, *, base_href: str, picture_url: Callable[[str]
         filter_style_properties=STYLE_PROPERTIES,
         id_prefix=ID_PREFIX,
     )
+
+
+def flattened(body_html: str) -> str:
+    """The plain text of a chapter body, a paragraph to a line, as safe HTML (no element of the book)."""
+    return "".join(f"<p>{html.escape(line, quote=False)}</p>" for line in html_to_text(body_html).split("\n") if line)
 
 
 def split_pages(fragment: str, max_bytes: int) -> list[str]:

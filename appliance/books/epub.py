@@ -14,6 +14,11 @@ success says nothing about being right. It also loads every member into memory.
 Reading is split by concern: ``container`` opens the zip and reads members safely,
 ``metadata`` reads the package document, ``covers`` finds the cover and makes the
 thumbnail; this module assembles the chapters and the record.
+
+What one book may cost is bounded (see "Limits on what is imported" in docs/librarian.md): a chapter
+over ``MAX_CHAPTER_BYTES`` or a spine of more than ``MAX_CHAPTERS`` documents is refused, a chapter
+nested deeper than ``MAX_NESTING`` is kept with a warning (the reader shows its plain text), and only
+the first ``MAX_TEXT_CHARS`` of a book's text are kept for search.
 """
 from __future__ import annotations
 
@@ -24,6 +29,9 @@ from pathlib import Path
 
 from appliance.books.container import (
     _REMOTE,
+    MAX_BOOK_READ_BYTES,
+    MAX_CHAPTER_BYTES,
+    MAX_ZIP_ENTRIES,
     EpubUnreadable,
     _Archive,
     _check_mimetype,
@@ -32,7 +40,7 @@ from appliance.books.container import (
     _open_zip,
 )
 from appliance.books.covers import _read_cover, make_thumbnail
-from appliance.books.htmltext import collapse, document_text, nav_links
+from appliance.books.htmltext import MAX_NESTING, collapse, document_text, nav_links
 from appliance.books.language import detect_language, language_of_text, primary_language
 from appliance.books.metadata import (
     _children,
@@ -49,6 +57,8 @@ __all__ = ["BookRecord", "ChapterRecord", "read_epub"]
 
 MAX_WARNINGS = 40
 LANGUAGE_SAMPLE_CHARS = 60_000
+MAX_CHAPTERS = 5_000  # documents and pictures in the spine (the largest real book seen had 2,014)
+MAX_TEXT_CHARS = 4_000_000  # plain text kept per book for search (each character takes the index 15-20 bytes)
 
 XHTML_TYPES = frozenset({"application/xhtml+xml", "text/html", "application/html", "text/x-oeb1-document"})
 NCX_TYPE = "application/x-dtbncx+xml"
@@ -138,7 +148,7 @@ def _toc_titles(archive: _Archive, package: _Package, warn) -> dict[str, str]:
     for item in package.items.values():
         if "nav" in item.properties and item.path:
             try:
-                links = nav_links(archive.read(item.path))
+                links = nav_links(archive.read(item.path, limit=MAX_CHAPTER_BYTES))
             except _MemberUnreadable as e:
                 warn(e.message)
                 continue
@@ -150,7 +160,7 @@ def _toc_titles(archive: _Archive, package: _Package, warn) -> dict[str, str]:
     ncx = next((i for i in package.items.values() if i.media_type == NCX_TYPE and i.path), None)
     if ncx is not None and ncx.path:
         try:
-            root = _parse_xml(archive.read(ncx.path))
+            root = _parse_xml(archive.read(ncx.path, limit=MAX_CHAPTER_BYTES))
         except _MemberUnreadable as e:
             warn(e.message)
             root = None
@@ -199,10 +209,14 @@ class _Reading:
     chapters: list[ChapterRecord]
     pages: int  # image or drawing pages in the spine
     failures: list[Message]  # why documents could not be read
+    text_chars: int = 0  # all the text read, kept or not (MAX_TEXT_CHARS)
 
 
 def _read_chapters(archive: _Archive, package: _Package, encrypted: set[str], warn) -> _Reading:
     documents, pages = _spine_documents(package, warn)
+    if len(documents) + pages > MAX_CHAPTERS:
+        raise EpubUnreadable(N_("the book has %(num)d chapters and pages, more than the %(limit)d one book may have"),
+                             num=len(documents) + pages, limit=MAX_CHAPTERS)
     titles = _toc_titles(archive, package, warn)
     reading = _Reading([], pages, [])
     locked = [item for item in documents if item.path in encrypted]
@@ -216,7 +230,7 @@ def _read_chapters(archive: _Archive, package: _Package, encrypted: set[str], wa
         if item.path in encrypted:
             continue
         try:
-            data = archive.read(item.path)
+            data = archive.read(item.path, limit=MAX_CHAPTER_BYTES)
         except _MemberTooLarge as e:
             raise EpubUnreadable(e.message) from e
         except _MemberUnreadable as e:
@@ -226,14 +240,32 @@ def _read_chapters(archive: _Archive, package: _Package, encrypted: set[str], wa
         extracted = document_text(data)
         if not extracted.clean_encoding:
             warn(N_("%(name)s has bytes that are not valid text in its encoding"), name=item.path)
+        if extracted.depth > MAX_NESTING:
+            warn(N_("%(name)s nests its elements more than %(limit)d deep; it is shown as plain text"),
+                 name=item.path, limit=MAX_NESTING)
+        text = _cut(extracted.text, MAX_TEXT_CHARS - reading.text_chars)
+        reading.text_chars += len(extracted.text)
         reading.chapters.append(ChapterRecord(
             position=len(reading.chapters),
             href=item.path,
             title=titles.get(item.path) or extracted.heading,
-            text=extracted.text,
+            text=text,
             html_bytes=len(data),
         ))
+    if reading.text_chars > MAX_TEXT_CHARS:
+        warn(N_("the book has %(num)s characters of text; only the first %(limit)s are kept for search"),
+             num=f"{reading.text_chars:,}", limit=f"{MAX_TEXT_CHARS:,}")
     return reading
+
+
+def _cut(text: str, room: int) -> str:
+    """``text`` if it fits in ``room`` characters, else its paragraphs that do (or its first ``room``)."""
+    if len(text) <= room:
+        return text
+    if room <= 0:
+        return ""
+    end = text.rfind("\n", 0, room + 1)
+    return text[:end if end > 0 else room]
 
 
 def _language_sample(chapters: list[ChapterRecord]) -> str:
@@ -285,7 +317,7 @@ def read_epub(path: Path) -> BookRecord:
         raise EpubUnreadable(N_("cannot read the file: %(detail)s"), detail=str(e.strerror or e)) from e
     warn = _Warnings()
     with _open_zip(path, size) as zf:
-        archive = _Archive(zf, warn)
+        archive = _Archive(zf, warn, max_entries=MAX_ZIP_ENTRIES, max_read=MAX_BOOK_READ_BYTES)
         _check_mimetype(archive, warn)
         package = _read_package(archive, warn)
         missing = 0

@@ -3,6 +3,8 @@
 The parser streams events into small collectors instead of building a tree, so a
 large chapter costs little memory. Text is NFC-normalized, paragraphs are separated
 by one newline, and whitespace inside a paragraph is collapsed to single spaces.
+``nesting_depth`` tells how deeply a document nests its elements without building a tree (the
+sanitizer's parser takes time that grows with the square of the depth).
 """
 from __future__ import annotations
 
@@ -24,6 +26,11 @@ _HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
 _WIDE = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
 # A line break between two East Asian characters is not a space (CSS segment-break rules).
 _WIDE_BREAK = re.compile(f"(?<=[{_WIDE}])[ \t\r]*\n\\s*(?=[{_WIDE}])")
+
+_TAG = re.compile(r"<(/?[A-Za-z][^\s/<>]*)[^<>]*?(/?)>")  # start and end tags: (name, "/" for <x/>)
+_VOID = frozenset("area base br col embed hr img image input link meta param source track wbr".split())
+_SIBLINGS = frozenset("a p li dt dd tr td th option".split())  # a second one closes the first
+MAX_NESTING = 256  # elements one inside the other; real books nest a few dozen at most
 
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]+)""")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNORECASE)
@@ -61,6 +68,50 @@ def decode_markup(data: bytes) -> tuple[str, bool]:
         except UnicodeDecodeError:
             continue
     return data.decode("utf-8", "replace"), False
+
+
+def nesting_depth(markup: str, stop: int = MAX_NESTING) -> int:
+    """How many elements deep ``markup`` nests as an HTML parser reads it, from its tags alone (the
+    count stops past ``stop``): an end tag closes the innermost open element it names and those
+    inside it, one that names none is ignored, and elements that take no end tag do not count."""
+    open_: list[str] = []
+    counts: dict[str, int] = {}  # open elements by name
+    deepest = 0
+    for name, closed in _TAG.findall(_without_comments(markup)):
+        name = name.lower()
+        if name[0] == "/":
+            name = name[1:]
+            if counts.get(name):
+                while True:
+                    popped = open_.pop()
+                    counts[popped] -= 1
+                    if popped == name:
+                        break
+        elif name in _VOID or (open_ and open_[-1] == name and name in _SIBLINGS):
+            continue
+        elif closed and (":" in name or counts.get("svg") or counts.get("math")):
+            continue
+        else:
+            open_.append(name)
+            counts[name] = counts.get(name, 0) + 1
+            if len(open_) > deepest:
+                deepest = len(open_)
+                if deepest > stop:
+                    break
+    return deepest
+
+
+def _without_comments(markup: str) -> str:
+    """``markup`` without its comments (an unclosed one runs to the end, as in HTML)."""
+    parts, start = [], 0
+    while (begin := markup.find("<!--", start)) >= 0:
+        parts.append(markup[start:begin])
+        end = markup.find("-->", begin + 4)
+        if end < 0:
+            return "".join(parts)
+        start = end + 3
+    parts.append(markup[start:])
+    return "".join(parts)
 
 
 @functools.lru_cache(maxsize=2048)
@@ -181,6 +232,7 @@ class DocumentText:
     text: str  # paragraphs separated by "\n"
     heading: str  # the first h1-h6, or ""
     clean_encoding: bool
+    depth: int = 0  # nesting_depth of the markup (counted up to MAX_NESTING + 1)
 
 
 def document_text(data: bytes) -> DocumentText:
@@ -189,7 +241,7 @@ def document_text(data: bytes) -> DocumentText:
     if not markup.strip():
         return DocumentText("", "", clean)
     collected: _TextCollector = _feed(markup, _TextCollector())
-    return DocumentText("\n".join(collected.paragraphs), collected.heading, clean)
+    return DocumentText("\n".join(collected.paragraphs), collected.heading, clean, nesting_depth(markup))
 
 
 def html_to_text(markup: str) -> str:

@@ -96,7 +96,8 @@ def test_a_chapter_is_rendered_once_for_all_its_readers_and_again_when_its_links
 
     reads = []
     read_member = reader.read_member
-    monkeypatch.setattr(reader, "read_member", lambda path, href: reads.append(href) or read_member(path, href))
+    monkeypatch.setattr(reader, "read_member",
+                        lambda path, href, **limit: reads.append(href) or read_member(path, href, **limit))
     first = client.get("/books/1/read/1").text
     assert client.get("/books/1/read/1").text == first
     client.set_cookie("rp", "31")  # another reader, larger dark text: the same chapter

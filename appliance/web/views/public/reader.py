@@ -2,13 +2,19 @@
 
 Reading preferences (font size, dark pages) live in the ``rp`` cookie and the last place read in the
 ``last`` cookie; both stay in the reader's phone (no account, nothing stored on the box).
+
+A chapter is read from the EPUB up to ``MAX_CHAPTER_BYTES`` (a larger one, in a book imported before
+that limit, shows why it cannot be shown), and a process renders at most ``LARGE_RENDERS`` chapters
+over ``LARGE_CHAPTER_BYTES`` at once (each takes tens of MB while it is rendered).
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import mimetypes
 import posixpath
 import sys
+import threading
 from urllib.parse import urlsplit
 
 from flask import (
@@ -24,7 +30,7 @@ from flask import (
 )
 
 from appliance.books import chapterhtml as bookhtml
-from appliance.books.container import EpubUnreadable, read_member
+from appliance.books.container import MAX_CHAPTER_BYTES, EpubUnreadable, read_member
 from appliance.stats import counts as stats
 from appliance.storage import catalog
 from appliance.web.context import get_db, library_state
@@ -38,6 +44,9 @@ LAST_COOKIE = "last"
 SIZES = (85, 100, 115, 135, 160)
 PICTURE_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp", "image/svg+xml", "image/bmp"}
 YEAR = 365 * 86400
+LARGE_CHAPTER_BYTES = 1024 * 1024
+LARGE_RENDERS = 2
+_large_renders = threading.BoundedSemaphore(LARGE_RENDERS)
 
 
 def prefs() -> dict:
@@ -94,13 +103,15 @@ def render_chapter(book: dict, position: int) -> tuple[list[str], bool]:
     key = (book["id"], book["sha256"], book.get("language"), position, request.script_root, limit)
     rendered = state.rendered_chapters.get(key)
     if rendered is None:
-        rendered = _render(book, chapter, limit)
+        large = (chapter.get("html_bytes") or 0) > LARGE_CHAPTER_BYTES
+        with _large_renders if large else contextlib.nullcontext():
+            rendered = _render(book, chapter, limit)
         state.rendered_chapters.put(key, rendered, sum(sys.getsizeof(page) for page in rendered[0]))
     return rendered
 
 
 def _render(book: dict, chapter: dict, limit: int) -> tuple[list[str], bool]:
-    raw = read_member(_epub(book), chapter["href"])
+    raw = read_member(_epub(book), chapter["href"], limit=MAX_CHAPTER_BYTES)
     positions = _chapter_positions(book)
     book_id = book["id"]
 
@@ -203,7 +214,7 @@ def settings():
 @bp.get("/books/<int:book_id>/offline")
 def offline(book_id: int):
     """The whole book as one HTML file to keep on the phone and read without the Wi-Fi."""
-    from appliance.books.offline import offline_file, offline_key
+    from appliance.books.offline import OfflineBusy, offline_file, offline_key
 
     book = visible_book(book_id)
     settings = library_state().settings
@@ -218,6 +229,8 @@ def offline(book_id: int):
                              settings.disk_reserve_mb * 1024 * 1024)
     except EpubUnreadable:
         abort(404)
+    except OfflineBusy:  # another request has been making it for a minute
+        abort(503)
     body = io.BytesIO(found) if isinstance(found, bytes) else found  # not kept: the disk is nearly full
     response = send_file(body, mimetype="text/html", conditional=True, etag=key, max_age=86400)
     if response.status_code == 200:  # whole files only, not each range
