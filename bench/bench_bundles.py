@@ -38,8 +38,9 @@ BUILD = """
 import json, sys
 from pathlib import Path
 from content_sync.protocol import minisign, releases as bundles
+from content_sync import publishing
 key = minisign.parse_secret_key(Path({key!r}).read_text())
-r = bundles.build_release(Path({src!r}), "bench", key, Path({tree!r}))
+r = publishing.build_release(Path({src!r}), "bench", key, Path({tree!r}))
 {peak}
 print(json.dumps({{"version": r.version, "items": r.items, "new_blobs": r.new_blobs, "peak_rss_mb": round(peak)}}))
 """

@@ -8,6 +8,7 @@ import click
 
 from appliance.cli.common import CONTEXT, cli_catalog, load_settings, open_catalog
 from appliance.storage.atomic import NotEnoughDisk
+from content_sync import publishing
 from content_sync.protocol import minisign
 from content_sync.protocol import releases as bundles
 from content_sync.sync import apply
@@ -93,7 +94,7 @@ def build(source: Path, channel: str, key_path: Path, tree: Path, hub_key_path: 
     key = _secret_key(key_path)
     try:
         with click.progressbar(length=sum(1 for _ in source.rglob("*.epub")), label="Reading books") as bar:
-            report = bundles.build_release(source, channel, key, tree, progress=lambda _p: bar.update(1),
+            report = publishing.build_release(source, channel, key, tree, progress=lambda _p: bar.update(1),
                                            hub_key=hub_key_path.read_text().strip() if hub_key_path else None)
     except (bundles.BundleError, minisign.SignatureError) as e:
         raise click.ClickException(str(e)) from None

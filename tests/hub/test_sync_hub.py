@@ -24,6 +24,7 @@ from appliance.settings import Settings
 from appliance.stats import counts as stats
 from appliance.storage import db as dbmod
 from appliance.web.context import services
+from content_sync import publishing
 from content_sync.protocol import minisign
 from content_sync.protocol import releases as bundles
 from content_sync.protocol.registration import sign_registration
@@ -95,7 +96,7 @@ def test_release_installed_and_statistics_received_exactly_once(hub, publisher, 
     src = tmp_path / "src"
     for n in range(3):
         make_epub(title=f"Truyện {n}", folder=src, name=f"t{n}.epub")
-    bundles.build_release(src, CHANNEL, publisher[0], hub_data / "tree")
+    publishing.build_release(src, CHANNEL, publisher[0], hub_data / "tree")
     # Provision the box: the publisher key, the hub key, a channel to follow.
     (settings.keys_dir / "publishers").mkdir(parents=True)
     shutil.copy(publisher[1], settings.keys_dir / "publishers" / "publisher.pub")
@@ -156,7 +157,7 @@ def test_the_librarians_sync_now_installs_the_hubs_release_from_a_process_of_its
     hub_url, hub_data = hub
     for n in range(2):
         make_epub(title=f"Truyện {n}", folder=tmp_path / "src", name=f"t{n}.epub")
-    bundles.build_release(tmp_path / "src", CHANNEL, publisher[0], hub_data / "tree")
+    publishing.build_release(tmp_path / "src", CHANNEL, publisher[0], hub_data / "tree")
     db = trusting_box(settings, publisher)
     db.close()
     shutil.copy(hub_data / "keys" / "hub-ed25519.pub", settings.keys_dir / "hub.pub")
@@ -253,7 +254,7 @@ def make_big_release(tmp_path, make_epub, publisher, tree: Path, megabytes: int)
     rng = random.Random(1)
     picture = bytes(rng.getrandbits(8) for _ in range(megabytes * 1024 * 1024))
     make_epub(title="Sách ảnh lớn", folder=tmp_path / "bigsrc", name="big.epub", images={"big.jpg": picture})
-    bundles.build_release(tmp_path / "bigsrc", CHANNEL, publisher[0], tree)
+    publishing.build_release(tmp_path / "bigsrc", CHANNEL, publisher[0], tree)
     return (tmp_path / "bigsrc" / "big.epub").stat().st_size
 
 

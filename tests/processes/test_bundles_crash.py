@@ -13,8 +13,8 @@ import pytest
 
 from appliance.storage import db as dbmod
 from appliance.storage.blobs import BlobStore
+from content_sync import publishing
 from content_sync.protocol import minisign
-from content_sync.protocol import releases as bundles
 from content_sync.sync import apply
 from content_sync.sync.sources import FolderSource
 
@@ -48,7 +48,7 @@ def test_sigkill_while_applying_leaves_old_or_new_never_a_mixture(settings, make
         paragraphs = [" ".join(rng.choice(words) for _ in range(50)) for _ in range(20)]
         make_epub(title=f"Bài học {n}", folder=src, name=f"bai-{n:02d}.epub",
                   chapters=[(f"Phần {k}", paragraphs) for k in range(3)])
-    bundles.build_release(src, CHANNEL, key, tree)
+    publishing.build_release(src, CHANNEL, key, tree)
     # Version 2 changes 10 books, removes 5 and adds 20.
     for n in range(10):
         make_epub(title=f"Bài học {n} (sửa)", folder=src, name=f"bai-{n:02d}.epub",
@@ -58,7 +58,7 @@ def test_sigkill_while_applying_leaves_old_or_new_never_a_mixture(settings, make
     for n in range(30, 50):
         make_epub(title=f"Bài học {n}", folder=src, name=f"bai-{n:02d}.epub",
                   chapters=[(f"Phần {k}", [" ".join(rng.choice(words) for _ in range(60))] * 15) for k in range(3)])
-    bundles.build_release(src, CHANNEL, key, tree)
+    publishing.build_release(src, CHANNEL, key, tree)
 
     # The box with version 1 installed: the starting point of every trial.
     base = settings.home

@@ -23,8 +23,8 @@ from appliance.books.demo import DemoBook, DemoChapter, write_epub
 from appliance.discovery import wait_for
 from appliance.stats import counts as stats
 from appliance.storage import db as dbmod
+from content_sync import publishing
 from content_sync.protocol import minisign
-from content_sync.protocol import releases as bundles
 from content_sync.sync import apply
 
 CHANNEL = "vi-literature"
@@ -54,7 +54,7 @@ def main(work: Path) -> dict:
         write_epub(src / f"t{n}.epub", DemoBook(title=f"Truyện làng {n}", authors=("Người kể",), language="vi",
                                                  chapters=(DemoChapter("Một", ("Ngày xưa có một bản nhỏ.",)),)))
     hub_data = work / "hub"
-    bundles.build_release(src, CHANNEL, minisign.parse_secret_key(secret.read_text()), hub_data / "tree")
+    publishing.build_release(src, CHANNEL, minisign.parse_secret_key(secret.read_text()), hub_data / "tree")
     processes = []
     base = dict(os.environ, LIBRARY_DISK_RESERVE_MB="0", LIBRARY_DISCOVERY="yes",
                 LIBRARY_DISCOVERY_INTERFACES="127.0.0.1", LIBRARY_HOST="127.0.0.1", LIBRARY_STATS_MIN_TERM_COUNT="2")

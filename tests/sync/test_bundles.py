@@ -18,6 +18,7 @@ from appliance.storage import catalog
 from appliance.storage import db as dbmod
 from appliance.storage.atomic import NotEnoughDisk
 from appliance.storage.blobs import BlobStore
+from content_sync import publishing
 from content_sync.protocol import minisign
 from content_sync.protocol import releases as bundles
 from content_sync.sync import apply
@@ -47,7 +48,7 @@ def source_books(tmp_path, make_epub):
 @pytest.fixture
 def tree(tmp_path, source_books, publisher):
     out = tmp_path / "tree"
-    bundles.build_release(source_books, CHANNEL, publisher[0], out)
+    publishing.build_release(source_books, CHANNEL, publisher[0], out)
     return out
 
 
@@ -150,7 +151,7 @@ def test_update_adds_changes_removes_and_collects_old_files(box, tree, source_bo
     make_epub(title="Chí Phèo (in lại)", authors=["Nam Cao"], folder=source_books / "nam-cao", name="Chí Phèo.epub",
               chapters=[("Một", ["Bản in lại có lời tựa."])])
     make_epub(title="Số đỏ", authors=["Vũ Trọng Phụng"], folder=source_books, name="so-do.epub")
-    report = bundles.build_release(source_books, CHANNEL, publisher[0], tree)
+    report = publishing.build_release(source_books, CHANNEL, publisher[0], tree)
     assert (report.version, report.added, report.updated, report.removed) == (2, 1, 1, 1)
     assert manifest_of(tree, 2)["removed"] == ["nam-cao/lao-hac"]
     old_blobs = set(BlobStore(settings.blobs_dir).all())
@@ -194,7 +195,7 @@ def test_only_changed_files_travel(box, tree, source_books, publisher, make_epub
     settings, db = box
     apply.apply_release(settings, db, FolderSource(tree), CHANNEL)
     make_epub(title="Số đỏ", authors=["Vũ Trọng Phụng"], folder=source_books, name="so-do.epub")
-    bundles.build_release(source_books, CHANNEL, publisher[0], tree)
+    publishing.build_release(source_books, CHANNEL, publisher[0], tree)
     source = FolderSource(tree)
     apply.apply_release(settings, db, source, CHANNEL)
     manifest_bytes = len((tree / bundles.manifest_path(CHANNEL, 2)).read_bytes())
@@ -240,7 +241,7 @@ def test_unknown_key_is_refused(box, tree, tmp_path):
 def test_older_version_replayed_is_refused(box, tree, source_books, publisher, make_epub):
     settings, db = box
     make_epub(title="Số đỏ", folder=source_books, name="so-do.epub")
-    bundles.build_release(source_books, CHANNEL, publisher[0], tree)
+    publishing.build_release(source_books, CHANNEL, publisher[0], tree)
     apply.apply_release(settings, db, FolderSource(tree), CHANNEL)
     (tree / bundles.latest_path(CHANNEL)).write_text("1\n")  # a mirror replays the old, validly signed release
     refused(box, tree, apply.RollbackRefused, "version 2 is installed")
@@ -353,9 +354,9 @@ def test_a_release_can_give_boxes_the_hubs_key(box, source_books, publisher, tmp
     page = admin_client.get("/admin/system").get_data(as_text=True)
     assert "key is missing" in page
     tree = tmp_path / "tree-with-key"
-    bundles.build_release(source_books, CHANNEL, publisher[0], tree, hub_key=hub_key)
+    publishing.build_release(source_books, CHANNEL, publisher[0], tree, hub_key=hub_key)
     apply.apply_release(settings, db, FolderSource(tree), CHANNEL)
     assert (settings.keys_dir / "hub.pub").read_text().strip() == hub_key
     assert "key is missing" not in admin_client.get("/admin/system").get_data(as_text=True)
     with pytest.raises(bundles.ManifestInvalid):
-        bundles.build_release(source_books, CHANNEL, publisher[0], tmp_path / "other", hub_key="not a key")
+        publishing.build_release(source_books, CHANNEL, publisher[0], tmp_path / "other", hub_key="not a key")

@@ -18,6 +18,7 @@ from appliance.discovery import Peer
 from appliance.settings import Settings
 from appliance.storage import db as dbmod
 from appliance.storage.db import catalog_session
+from content_sync import publishing
 from content_sync.protocol import minisign
 from content_sync.protocol import releases as bundles
 from content_sync.sync import apply
@@ -73,9 +74,9 @@ def malicious_peer(tmp_path, make_epub):
     key = minisign.parse_secret_key(secret.read_text())
     src, tree = tmp_path / "src", tmp_path / "peer"
     make_epub(title="Sách thật", folder=src, name="a.epub")
-    bundles.build_release(src, CHANNEL, key, tree / "releases")
+    publishing.build_release(src, CHANNEL, key, tree / "releases")
     make_epub(title="Sách thứ hai", folder=src, name="b.epub")
-    bundles.build_release(src, CHANNEL, key, tree / "releases")
+    publishing.build_release(src, CHANNEL, key, tree / "releases")
     (tree / "api" / "v1").mkdir(parents=True)
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tree))
     http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
