@@ -85,3 +85,20 @@ def test_until_the_clock_is_set_the_usage_page_says_why_the_days_are_empty(admin
     notice = page.index('id="clock-notice"')
     assert notice < page.index("Books opened per day")
     assert "Not dated yet" in page and "Nothing yet" not in page.split("Most read")[0]
+
+
+def test_a_cover_upload_with_too_many_pixels_is_refused_before_decoding(admin_client, settings, make_epub):
+    """A 30-megapixel picture in a small file (one colour compresses well) would take about 120 MB
+    to decode; a JPEG that large still shrinks as it decodes, a PNG does not."""
+    import io
+
+    from PIL import Image
+
+    import_files(settings, [make_epub(title="Sách bìa")])
+    png = io.BytesIO()
+    Image.new("P", (6000, 5000)).save(png, "PNG")
+    assert len(png.getvalue()) < 200_000
+    answer = post_form(admin_client, "/admin/books/1/cover", {"cover": (io.BytesIO(png.getvalue()), "big.png")},
+                       page="/admin/books/1", content_type="multipart/form-data")
+    assert answer.status_code == 400
+    assert "too many pixels" in answer.get_data(as_text=True)

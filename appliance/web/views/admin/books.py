@@ -205,6 +205,8 @@ def cover_from_upload(data: bytes) -> bytes:
     """A re-encoded JPEG of an uploaded picture (which also drops its metadata), or FormInvalid."""
     from PIL import Image
 
+    from appliance.books.covers import MAX_DECODED_PIXELS
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -214,6 +216,8 @@ def cover_from_upload(data: bytes) -> bytes:
                 if picture.width * picture.height > COVER_MAX_PIXELS:
                     raise FormInvalid(_("The picture is too large (too many pixels)."))
                 picture.draft("RGB", (COVER_MAX_SIDE, COVER_MAX_SIDE))
+                if picture.width * picture.height > MAX_DECODED_PIXELS:  # what decoding it would hold
+                    raise FormInvalid(_("The picture is too large (too many pixels)."))
                 rgb = picture.convert("RGBA") if "transparency" in picture.info or picture.mode in ("RGBA", "LA", "P") \
                     else picture.convert("RGB")
                 rgb.thumbnail((COVER_MAX_SIDE, COVER_MAX_SIDE), Image.Resampling.LANCZOS)
