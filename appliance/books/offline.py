@@ -122,8 +122,10 @@ def _maker() -> str:
 
 def offline_key(book: dict, max_bytes: int) -> str:
     """What the file of ``book`` depends on: its EPUB, its catalog entry's version (an edited title
-    or chapter list), the size cap and the code that makes it. Also the file's ETag."""
-    raw = f"{book['sha256']}:{book['updated_seq']}:{max_bytes}:{_maker()}"
+    or chapter list), the chapters' names as given (an untitled one is named in the reader's
+    language), the size cap and the code that makes it. Also the file's ETag."""
+    titles = hashlib.sha256("\x1f".join(c["title"] or "" for c in book["chapters"]).encode("utf-8")).hexdigest()
+    raw = f"{book['sha256']}:{book['updated_seq']}:{max_bytes}:{titles}:{_maker()}"
     return hashlib.sha256(raw.encode("ascii")).hexdigest()[:32]
 
 

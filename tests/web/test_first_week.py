@@ -102,3 +102,19 @@ def test_a_cover_upload_with_too_many_pixels_is_refused_before_decoding(admin_cl
                        page="/admin/books/1", content_type="multipart/form-data")
     assert answer.status_code == 400
     assert "too many pixels" in answer.get_data(as_text=True)
+
+
+def test_an_untitled_chapter_has_the_same_name_in_the_offline_copy_as_on_the_page(settings, make_epub, client):
+    from appliance.storage import catalog
+    from appliance.storage.db import catalog_session
+
+    import_files(settings, [make_epub(title="Không tên", chapters=[("", ["Đoạn một."]), ("", ["Đoạn hai."])])])
+    with catalog_session(settings.db_path) as db:
+        assert [c["title"] for c in catalog.get_book(db, 1)["chapters"]] == ["", ""]
+    client.set_cookie("lang", "vi")
+    page = client.get("/books/1").get_data(as_text=True)
+    offline = client.get("/books/1/offline").get_data(as_text=True)
+    for name in ("Chương 1", "Chương 2"):
+        assert name in page and name in offline, name
+    client.set_cookie("lang", "fr")  # another language, another file (and ETag)
+    assert "Chapitre 2" in client.get("/books/1/offline").get_data(as_text=True)

@@ -33,11 +33,18 @@ def chapter_items(book: dict) -> Markup:
     string for the whole list (in the template's loop, the list was most of a long book's page)."""
     link = escape(url_for("reader.chapter", book_id=book["id"], position=0)[:-1])
 
-    def name(n: int, chapter: dict) -> str:  # outside the f-string, where pybabel finds the text
-        return chapter["title"] or gettext("Chapter %(n)d", n=n)
-
-    return Markup("".join(f'<li><a href="{link}{int(c["position"])}">{escape(name(n, c))}</a></li>'
+    return Markup("".join(f'<li><a href="{link}{int(c["position"])}">{escape(chapter_name(n, c))}</a></li>'
                           for n, c in enumerate(book["chapters"], 1)))
+
+
+def chapter_name(n: int, chapter: dict) -> str:
+    """A chapter's title, or "Chapter n" in the page's language (n counts from 1 in the list)."""
+    return chapter["title"] or gettext("Chapter %(n)d", n=n)
+
+
+def with_chapter_names(book: dict) -> dict:
+    """``book`` with every chapter named as its pages name it (for the offline copy)."""
+    return dict(book, chapters=[dict(c, title=chapter_name(n, c)) for n, c in enumerate(book["chapters"], 1)])
 
 
 def ascii_file_name(title: str, fallback: str, suffix: str) -> str:

@@ -35,7 +35,7 @@ from appliance.stats import counts as stats
 from appliance.storage import catalog
 from appliance.web.context import get_db, library_state
 from appliance.web.views.params import int_arg
-from appliance.web.views.public.books import content_disposition, visible_book
+from appliance.web.views.public.books import content_disposition, visible_book, with_chapter_names
 
 bp = Blueprint("reader", __name__)
 
@@ -216,7 +216,7 @@ def offline(book_id: int):
     """The whole book as one HTML file to keep on the phone and read without the Wi-Fi."""
     from appliance.books.offline import OfflineBusy, offline_file, offline_key
 
-    book = visible_book(book_id)
+    book = with_chapter_names(visible_book(book_id))
     settings = library_state().settings
     max_bytes = settings.offline_html_max_mb * 1024 * 1024
     key = offline_key(book, max_bytes)
