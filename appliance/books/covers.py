@@ -89,7 +89,8 @@ def _read_cover(archive: _Archive, package: _Package, meta: _Metadata, warn) -> 
     return None, None, None
 
 
-def make_thumbnail(image: bytes, max_size: tuple[int, int] = THUMBNAIL_SIZE) -> bytes | None:
+def make_thumbnail(image: bytes, max_size: tuple[int, int] = THUMBNAIL_SIZE,
+                   target_bytes: int = THUMBNAIL_TARGET_BYTES) -> bytes | None:
     """A small JPEG of an image that fits in ``max_size``, or None if the bytes are not a usable image."""
     try:
         with Image.open(io.BytesIO(image)) as original:
@@ -108,7 +109,7 @@ def make_thumbnail(image: bytes, max_size: tuple[int, int] = THUMBNAIL_SIZE) -> 
                 out = io.BytesIO()
                 picture.save(out, "JPEG", quality=quality, optimize=True)
                 data = out.getvalue()
-                if len(data) <= THUMBNAIL_TARGET_BYTES:
+                if len(data) <= target_bytes:
                     break
             return data
     except Exception:  # untrusted bytes: any decoder error means no thumbnail

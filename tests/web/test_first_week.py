@@ -118,3 +118,24 @@ def test_an_untitled_chapter_has_the_same_name_in_the_offline_copy_as_on_the_pag
         assert name in page and name in offline, name
     client.set_cookie("lang", "fr")  # another language, another file (and ETag)
     assert "Chapitre 2" in client.get("/books/1/offline").get_data(as_text=True)
+
+
+def test_the_book_page_loads_a_cover_made_for_its_size(settings, make_epub, client):
+    """The page shows its cover 160 px wide: it asks for the thumbnail, and a 320 px one for sharp
+    screens (srcset), never the full-size picture (680 KB for some books)."""
+    import io
+
+    from PIL import Image
+
+    import_files(settings, [make_epub(title="Bìa lớn")])
+    page = client.get("/books/1").get_data(as_text=True)
+    img = re.search(r'<img class="cover" src="([^"]+)" srcset="([^"]+)"', page)
+    assert img and img.group(1) == "/books/1/thumbnail"
+    assert img.group(2) == "/books/1/thumbnail 1x, /books/1/cover/320 2x"
+    sharp = client.get("/books/1/cover/320")
+    assert sharp.status_code == 200 and sharp.mimetype == "image/jpeg"
+    assert Image.open(io.BytesIO(sharp.data)).width == 320
+    assert Image.open(io.BytesIO(client.get("/books/1/cover").data)).width == 600  # the full-size one
+    assert client.get("/books/1/cover/321").status_code == 404
+    again = client.get("/books/1/cover/320", headers={"If-None-Match": sharp.headers["ETag"].strip('"')})
+    assert again.status_code == 304

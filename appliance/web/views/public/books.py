@@ -10,6 +10,7 @@ from markupsafe import Markup, escape
 
 from appliance.stats import counts as stats
 from appliance.storage import catalog
+from appliance.storage.atomic import atomic_write_bytes
 from appliance.storage.blobs import BlobMissing
 from appliance.textfold import fold
 from appliance.web.context import get_db, library_state
@@ -118,3 +119,31 @@ def cover(book_id: int):
 def thumbnail(book_id: int):
     book = visible_book(book_id)
     return send_blob(book["thumb_sha256"], "image/jpeg", max_age=7 * 86400)
+
+
+SHARP_COVER_WIDTH = 320  # the book page shows its cover 160 px wide: this serves screens of two pixels a point
+
+
+@bp.get("/books/<int:book_id>/cover/<int:width>")
+def sized_cover(book_id: int, width: int):
+    """The cover made for the page (a full-size one was 680 KB, shown 160 px wide, for every phone
+    of a room), made once and kept with the box's cached files."""
+    from appliance.books.covers import make_thumbnail
+
+    book = visible_book(book_id)
+    if width != SHARP_COVER_WIDTH or not book["cover_sha256"]:
+        abort(404)
+    state = library_state()
+    kept = state.settings.home / "cache" / "covers" / f"{book['cover_sha256']}-{width}.jpg"
+    if not kept.is_file():
+        try:
+            made = make_thumbnail(state.blobs.path(book["cover_sha256"]).read_bytes(), (width, width * 3 // 2),
+                                  target_bytes=40 * 1024)
+        except (OSError, ValueError):
+            made = None
+        if made is None:
+            abort(404)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(kept, made)
+    return send_file(kept, mimetype="image/jpeg", conditional=True, etag=f"{book['cover_sha256'][:24]}-{width}",
+                     max_age=30 * 86400)
