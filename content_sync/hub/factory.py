@@ -25,7 +25,14 @@ from appliance.web.charts import bar_chart
 from appliance.web.i18n import init_hub_i18n
 from content_sync.hub.store import SqliteHubStore
 from content_sync.protocol import releases as bundles
-from content_sync.protocol.batches import BatchInvalid, ack_message, verify_batch
+from content_sync.protocol.batches import (
+    CARRIER_HEADER,
+    CARRIER_SIGNATURE_HEADER,
+    BatchInvalid,
+    ack_message,
+    verified_carrier,
+    verify_batch,
+)
 from content_sync.protocol.registration import check_registration, time_message
 from ui import UI_DIR
 
@@ -95,7 +102,10 @@ def create_hub_app(data_dir: Path, clock=time.time, *, open_enrollment: bool = F
         box = payload["box"]
         if not store.is_registered(box):
             abort(403, "this box is not registered with the hub")
-        new = store.add_batch(box, payload["batch"], payload, via=request.headers.get("X-Carried-By", "")[:100])
+        # Who carried it, when the carrier signed that it did and the hub knows the carrier.
+        via = verified_carrier(data, request.headers.get(CARRIER_HEADER, "")[:100],
+                               request.headers.get(CARRIER_SIGNATURE_HEADER, "")[:200])
+        new = store.add_batch(box, payload["batch"], payload, via=via if via and store.is_registered(via) else "")
         # The acknowledgement is signed, so a van can carry it back and the box can believe it.
         signature = base64.b64encode(key.sign(ack_message(box, payload["batch"]))).decode("ascii")
         return jsonify(ack=[{"box": box, "batch": payload["batch"], "signature": signature}], new=new)

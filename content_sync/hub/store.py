@@ -139,7 +139,8 @@ class SqliteHubStore:
 
     def boxes(self) -> list[dict]:
         rows = self._conn().execute(
-            "SELECT b.box, b.name, b.last_seen, b.status, (SELECT count(*) FROM batches t WHERE t.box = b.box) AS batches "
+            "SELECT b.box, b.name, b.last_seen, b.status, (SELECT count(*) FROM batches t WHERE t.box = b.box) AS batches, "
+            "(SELECT count(*) FROM batches t WHERE t.box = b.box AND t.via != '') AS carried "
             "FROM boxes b ORDER BY b.name, b.box").fetchall()
         return [dict(r, status=json.loads(r["status"] or "{}")) for r in rows]
 

@@ -251,6 +251,32 @@ def ack_message(box: str, batch: int) -> bytes:
     return f"library-hub-ack:{box}:{int(batch)}".encode()
 
 
+CARRIER_HEADER = "X-Carried-By"  # the carrying box's public key (base64)
+CARRIER_SIGNATURE_HEADER = "X-Carrier-Signature"  # its signature over ``carrier_message``
+
+
+def carrier_message(batch: bytes) -> bytes:
+    """What a box that carries another's batch to the hub signs: the batch's hash."""
+    return b"library-carried:" + hashlib.sha256(batch).hexdigest().encode("ascii")
+
+
+def carrier_headers(key: BoxKey, batch: bytes) -> dict[str, str]:
+    """The headers by which a carrying box (a van) says, checkably, that it carried ``batch``."""
+    signature = base64.b64encode(key.private.sign(carrier_message(batch))).decode("ascii")
+    return {CARRIER_HEADER: key.public_b64, CARRIER_SIGNATURE_HEADER: signature}
+
+
+def verified_carrier(batch: bytes, carrier: str, signature: str) -> str:
+    """The carrier's key when ``signature`` is its signature over the batch, else "" (a bare or
+    forged claim counts as nobody)."""
+    try:
+        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(carrier, validate=True))
+        public.verify(base64.b64decode(signature, validate=True), carrier_message(batch))
+    except (ValueError, TypeError, InvalidSignature):
+        return ""
+    return carrier
+
+
 def carry(outbox: Path, data: bytes) -> dict:
     """Keep another box's batch (verified) to pass it on toward the hub. Returns its payload."""
     payload = verify_batch(data)

@@ -117,11 +117,12 @@ class SyncAgent:
         return dbmod.connect(self.settings.db_path)
 
     def _request(self, path: str, *, data: bytes | None = None, content_type: str = "application/json",
-                 policy: LinkPolicy | None = None, timeout: float = 60) -> dict:
+                 policy: LinkPolicy | None = None, timeout: float = 60, headers: dict | None = None) -> dict:
         policy = policy or self.policy()
         policy.check()
         request = urllib.request.Request(self.hub + path, data=data, method="POST" if data is not None else "GET",
-                                         headers={"Content-Type": content_type, "User-Agent": "library-sync"})
+                                         headers={"Content-Type": content_type, "User-Agent": "library-sync",
+                                                  **(headers or {})})
         try:
             with urllib.request.urlopen(request, timeout=timeout) as answer:
                 body = answer.read(4 * 1024 * 1024)
@@ -200,8 +201,10 @@ class SyncAgent:
                 logger.warning("the hub refused a registration this box carried (%s); dropping it", e)
             registration.unlink(missing_ok=True)
         for path in statsbatch.pending_batches(self.settings.outbox_dir):
+            batch = path.read_bytes()
+            carried = {} if path.parent == own else statsbatch.carrier_headers(key, batch)  # signed: checkable
             try:
-                answer = self._request("/api/v1/batches", data=path.read_bytes())
+                answer = self._request("/api/v1/batches", data=batch, headers=carried)
             except HubRefused as e:
                 # A batch carried for another box that the hub will never take (made up, or from a
                 # box it does not know) is dropped, or it would stop every batch after it for good.

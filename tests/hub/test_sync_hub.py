@@ -464,3 +464,37 @@ def test_a_box_the_hub_does_not_know_needs_its_own_enrollment_token(tmp_path, se
         with pytest.raises(urllib.error.HTTPError) as caught:
             register(hub_url, sign_registration(other.private, other.public_b64, "Kẻ lạ", {}, 1, issued[0]))
         assert caught.value.code == 403
+
+
+def test_a_carrier_is_recorded_only_when_it_signed_that_it_carried_the_batch(hub, settings, tmp_path):
+    """A bare X-Carried-By header counts as nobody; a known box's signature over the batch names it."""
+    import sqlite3
+
+    from content_sync.protocol import batches as statsbatch
+    from content_sync.sync.registration import box_registration
+
+    hub_url, hub_data = hub
+    village = statsbatch.load_box_key(settings.keys_dir)
+    register(hub_url, box_registration(settings))
+    van_settings = settings.replace(home=tmp_path / "van")
+    van = statsbatch.load_box_key(van_settings.keys_dir)
+    register(hub_url, box_registration(van_settings))
+    stranger = statsbatch.load_box_key(tmp_path / "stranger-keys")
+
+    def post(batch_number: int, headers: dict) -> None:
+        payload = {"format": 1, "box": village.public_b64, "batch": batch_number, "days": ["2026-11-24"],
+                   "books": [], "searches": [], "hours": []}
+        data = statsbatch.sign_payload(payload, village)
+        urllib.request.urlopen(urllib.request.Request(hub_url + "/api/v1/batches", data=data,
+                                                      headers={"Content-Type": "application/json", **headers(data)}))
+
+    post(1, lambda data: {"X-Carried-By": van.public_b64})  # a bare claim
+    post(2, lambda data: {**statsbatch.carrier_headers(van, data)})
+    post(3, lambda data: {**statsbatch.carrier_headers(stranger, data)})  # signed, but not a box the hub knows
+    forged = statsbatch.carrier_headers(van, b"another batch")
+    post(4, lambda data: forged)
+    with sqlite3.connect(hub_data / "hub.db") as db:
+        via = dict(db.execute("SELECT batch, via FROM batches WHERE box = ?", [village.public_b64]).fetchall())
+    assert via == {1: "", 2: van.public_b64, 3: "", 4: ""}
+    with urllib.request.urlopen(hub_url + "/") as page:
+        assert "1 carried by a van" in page.read().decode()

@@ -106,7 +106,8 @@ def main(work: Path) -> dict:
                                                             [village_key]).fetchone()[0]
         report["hub_views_from_village"] = hub_db.execute(
             "SELECT coalesce(sum(count), 0) FROM book_counts WHERE box = ? AND kind = 'view'", [village_key]).fetchone()[0]
-        report["carried_via"] = hub_db.execute("SELECT via FROM batches WHERE box = ?", [village_key]).fetchall()
+        report["carried_via"] = [row[0] for row in hub_db.execute("SELECT via FROM batches WHERE box = ?", [village_key])]
+        report["van_key"] = (work / "van" / "keys" / "box-ed25519.pub").read_text().strip()
         hub_db.close()
         report["village_outbox"] = sorted(str(p.relative_to(work)) for p in (work / "village" / "outbox").glob("*/*.json"))
         report["van_outbox"] = sorted(str(p.relative_to(work)) for p in (work / "van" / "outbox").glob("*/*.json"))

@@ -55,6 +55,8 @@ def test_van_brings_the_release_found_by_zeroconf(meeting):
 def test_village_statistics_reach_the_hub_through_the_van_exactly_once(meeting):
     assert meeting["hub_batches_from_village"] == 1
     assert meeting["hub_views_from_village"] == 5
+    # The hub knows the batch was carried, and by which van: the van signed that it carried it.
+    assert meeting["carried_via"] == [meeting["van_key"]]
     for who, code, output in meeting["steps"]:
         assert code == 0, (who, output)
 
