@@ -69,36 +69,39 @@ class BodyLimits:
                 return limit
         return self.default
 
-    def allows(self, path: str, length: int, headers: dict) -> bool:
-        if length <= self.default:
-            return True
-        if length > self(path):
-            return False
-        return self.may_send_more is None or self.may_send_more(headers)
-
     @property
     def largest(self) -> int:
         return max([self.default, *(limit for _p, limit in self.prefixes)])
 
 
 class LimitedParser(HTTPRequestParser):
-    """waitress's request parser, with the body limit of the request's path."""
+    """waitress's request parser, with the body limit of the request's path: checked on the declared
+    length once the headers are in, and on what has arrived of a chunked body."""
 
     limits: BodyLimits  # set on the class made for each server (create_server)
+    _may_send_more: bool | None = None  # asked once a request, when its body passes the default
 
     def parse_header(self, header_plus):
         super().parse_header(header_plus)
-        if not self.limits.allows(self.path or "/", self.content_length, self.headers):
-            self.error = RequestEntityTooLarge(f"exceeds the body size {self.path} takes here")
-            self.completed = True
+        self._refuse_beyond(self.content_length)
 
     def received(self, data):
         consumed = super().received(data)
-        if (not self.completed and self.body_rcv is not None
-                and self.body_bytes_received > self.limits(self.path or "/")):  # a chunked body
-            self.error = RequestEntityTooLarge(f"exceeds the body size {self.path} takes")
-            self.completed = True
+        if not self.completed and self.body_rcv is not None:  # a chunked body: its length comes as it comes
+            self._refuse_beyond(self.body_bytes_received)
         return consumed
+
+    def _refuse_beyond(self, length: int) -> None:
+        if length <= self.limits.default:
+            return
+        if length <= self.limits(self.path or "/"):
+            if self._may_send_more is None:
+                may = self.limits.may_send_more
+                self._may_send_more = may is None or may(self.headers)
+            if self._may_send_more:
+                return
+        self.error = RequestEntityTooLarge(f"exceeds the body size {self.path} takes here")
+        self.completed = True
 
 
 class ClientGuard:

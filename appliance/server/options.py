@@ -44,8 +44,9 @@ def server_options(settings: Settings, processes: int = 1) -> dict[str, object]:
     # share each keeps one address near PER_CLIENT_CONNECTIONS in all (never under 8 a process, as
     # a phone's browser opens up to 6 to one host and they may all land on one process).
     per_client = max(8, -(-PER_CLIENT_CONNECTIONS // max(1, processes)))
-    return {"per_client": per_client, "body_limits": BodyLimits(prefixes={"/admin/upload": upload, "/admin/books/": upload},
-                                      may_send_more=lambda headers: librarian_asks(settings, headers))}
+    limits = BodyLimits(prefixes={"/admin/upload": upload, "/admin/books/": upload},
+                        may_send_more=lambda headers: librarian_asks(settings, headers))
+    return {"per_client": per_client, "body_limits": limits}
 
 
 def librarian_asks(settings: Settings, headers: dict) -> bool:

@@ -280,12 +280,18 @@ def verified_carrier(batch: bytes, carrier: str, signature: str) -> str:
 def carry(outbox: Path, data: bytes) -> dict:
     """Keep another box's batch (verified) to pass it on toward the hub. Returns its payload."""
     payload = verify_batch(data)
+    keep_carried(outbox, payload, data)
+    return payload
+
+
+def keep_carried(outbox: Path, payload: dict, data: bytes) -> None:
+    """Keep a batch ``verify_batch`` passed (``payload`` is what it returned for ``data``), unless it
+    is kept already or the hub has acknowledged it."""
     folder = outbox_folder(outbox, payload["box"])
     path = folder / f"{payload['batch']:08d}.json"
     if not path.exists() and not is_acknowledged(outbox, payload["box"], payload["batch"]):
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, data)
-    return payload
 
 
 def _acks_path(outbox: Path) -> Path:

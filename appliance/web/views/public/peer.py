@@ -94,7 +94,7 @@ def carry_batch():
     if (carried + len(data) > MAX_CARRIED_BYTES or for_this_box + len(data) > MAX_CARRIED_PER_BOX
             or free_bytes(settings.home) - len(data) < reserve):
         raise InsufficientStorage("this box carries as many batches as it can")
-    statsbatch.carry(outbox, data)
+    statsbatch.keep_carried(outbox, payload, data)  # verified above, with the room checked
     return jsonify(carried=True, box=payload["box"], batch=payload["batch"])
 
 
